@@ -1,0 +1,46 @@
+"""The ``ganserve`` command: one subcommand per module in ganserve/commands/, each with ``add_parser`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
+COMMANDS = ["sample", "train"]
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganserve", description="Sample, train, export and serve GAN generators.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"ganserve.commands.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ganserve.checkpoint import CheckpointError
+    from ganserve.requests import RequestError
+
+    try:
+        return int(args._run(args) or 0)
+    except RequestError as e:
+        print(f"ganserve {args.command}: invalid {e.field or 'request'}: {e.message}", file=sys.stderr)
+    except (CommandError, CheckpointError, KeyError, ValueError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"ganserve {args.command}: {msg}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"ganserve {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

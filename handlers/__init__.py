@@ -1,0 +1,1 @@
+"""ganserve.handlers"""
