@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny random generators saved as real checkpoints, so tests never wait on the trained model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganserve
+from ganserve.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+
+TINY = dict(resolution=16, img_channels=3, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32)
+CLASSES = ["circle", "square", "triangle"]
+
+
+def make_tiny_generator(seed: int = 0, **overrides) -> StyleGAN2Generator:
+    """A small random StyleGAN2 whose noise inputs and w_avg are non-trivial (as a trained one's would be)."""
+    torch.manual_seed(seed)
+    G = StyleGAN2Generator(StyleGAN2Config(**{**TINY, **overrides})).eval()
+    with torch.no_grad():
+        for m in G.modules():
+            if hasattr(m, "noise_strength"):
+                m.noise_strength.fill_(0.3)
+        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, G.config.z_dim), _cond(G)).mean(0)[0])
+    return G.requires_grad_(False)
+
+
+def _cond(G):
+    return torch.randint(0, G.config.c_dim, [256]) if G.config.c_dim else None
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """A checkpoints folder with 'tiny' (unconditional) and 'tiny-cond' (3 named classes)."""
+    d = tmp_path_factory.mktemp("checkpoints")
+    ganserve.save_generator(d / "tiny.safetensors", make_tiny_generator(), dataset="random", training={"step": 0})
+    cond = make_tiny_generator(1, c_dim=3, class_names=CLASSES)
+    ganserve.save_generator(d / "tiny-cond.safetensors", cond, dataset="random", training={"step": 0})
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_path(tiny_models_dir) -> Path:
+    return tiny_models_dir / "tiny.safetensors"
+
+
+@pytest.fixture(scope="session")
+def tiny_cond_path(tiny_models_dir) -> Path:
+    return tiny_models_dir / "tiny-cond.safetensors"
+
+
+@pytest.fixture()
+def tiny(tiny_path):
+    return ganserve.load(tiny_path)
+
+
+@pytest.fixture()
+def tiny_cond(tiny_cond_path):
+    return ganserve.load(tiny_cond_path)
+
+
+def ganserve_cmd(*args: str) -> list[str]:
+    """The CLI as a subprocess command line, run with this interpreter."""
+    return [sys.executable, "-m", "ganserve.cli", *args]
