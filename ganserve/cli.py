@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
-COMMANDS = ["sample", "train"]
+COMMANDS = ["sample", "train", "bench"]
 
 
 class CommandError(Exception):

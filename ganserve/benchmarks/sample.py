@@ -1,0 +1,107 @@
+"""ganserve bench sample: generator images/s at several batch sizes and peak memory, optionally beside NVlabs'
+stylegan2-ada-pytorch generator built at the same config with the same weights (``--reference PATH`` to a local
+checkout; it is only imported, never vendored)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from ganserve.backends import BACKENDS, load_backend
+from ganserve.sampling import plan, render
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("sample", help="images/s of the sampling core at batch 1, 8, 32 and peak memory")
+    p.add_argument("--model", required=True, help="model name or checkpoint path")
+    p.add_argument("--backend", default="eager", help=f"one of: {', '.join(sorted(BACKENDS))} (as registered)")
+    p.add_argument("--batch-sizes", default="1,8,32")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per batch size (median reported)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--reference", default=None, help="path to a stylegan2-ada-pytorch checkout to time beside ours")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return p
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _time(fn: Callable[[], object], repeats: int, device: str) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _reference_generator(path: str, model: torch.nn.Module) -> torch.nn.Module:
+    """Build the official Generator at our config and load our weights (the state-dict names match)."""
+    sys.path.insert(0, path)
+    from training.networks import Generator  # type: ignore[import-not-found]
+
+    cfg = model.config
+    G = Generator(
+        z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution, img_channels=cfg.img_channels,
+        mapping_kwargs={"num_layers": cfg.mapping_layers},
+        synthesis_kwargs={
+            "channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "conv_clamp": cfg.conv_clamp,
+        },
+    ).eval()  # fmt: skip
+    G.load_state_dict(model.state_dict(), strict=True)
+    return G.requires_grad_(False)
+
+
+@torch.no_grad()
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_backend(args.backend, args.model, device=args.device)
+    ref = _reference_generator(args.reference, model) if args.reference else None
+    rows = []
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        p = plan(model, seeds=list(range(bs)), truncation_psi=0.7, max_images=max(bs, 64))
+        rss0 = _peak_rss_mib()
+        if args.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        t = _time(lambda p=p, bs=bs: render(model, [p], batch_size=bs), args.repeats, args.device)
+        row = {"batch": bs, "images_per_s": round(bs / t, 2), "ms_per_batch": round(t * 1000, 2)}
+        if args.device.startswith("cuda"):
+            row["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        else:
+            row["peak_rss_mib"] = round(max(_peak_rss_mib(), rss0), 1)
+        if ref is not None:
+            ws = p.ws.to(args.device)
+            ours = model.synthesis(ws, noise_mode="const", fused=False)
+            theirs = ref.synthesis(ws, noise_mode="const", force_fp32=True)
+            ref_fn = lambda ws=ws: ref.synthesis(ws, noise_mode="const", force_fp32=True)  # noqa: E731
+            t_ref = _time(ref_fn, args.repeats, args.device)
+            row["reference_images_per_s"] = round(bs / t_ref, 2)
+            row["speed_vs_reference"] = round(t_ref / t, 3)
+            row["max_abs_diff_vs_reference"] = float((ours - theirs).abs().max())
+        rows.append(row)
+    info = {"model": getattr(model, "name", args.model), "backend": args.backend, "device": args.device,
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}  # fmt: skip
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"model {info['model']}  backend {args.backend}  device {args.device}  threads {info['threads']}")
+    keys = list(rows[0])
+    print("  ".join(f"{k:>26}" for k in keys))
+    for r in rows:
+        print("  ".join(f"{r[k]!s:>26}" for k in keys))
+    return 0
