@@ -81,8 +81,8 @@ class StyleMix(_Strict):
     @field_validator("layers")
     @classmethod
     def _layers(cls, v: Any) -> Any:
-        if isinstance(v, list) and (len(v) != 2 or v[0] < 0 or v[1] <= v[0]):
-            raise ValueError("expected [start, stop) with 0 <= start < stop, or coarse / middle / fine")
+        if isinstance(v, list) and (len(v) != 2 or v[0] < 0 or v[1] < v[0]):
+            raise ValueError("expected [start, stop) with 0 <= start <= stop, or coarse / middle / fine")
         return v
 
 
@@ -216,8 +216,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
             parts.append(f"[{p}]")
         else:
             p = "class" if p == "class_" else str(p)
-            if p.startswith(("function-", "literal[", "int", "str", "list[", "bool", "float")):
-                continue  # union-member labels pydantic adds to the location
+            if "[" in p or p in ("int", "str", "float", "bool"):
+                continue  # union-member labels pydantic adds to the location ("list[int]", "literal[...]")
             parts.append(("." if parts else "") + p)
     return "".join(parts)
 

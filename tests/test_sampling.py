@@ -1,0 +1,176 @@
+"""The sampling core: determinism, batch-size invariance, truncation, style mixing, interpolation, requests."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganserve.images import read_png_params
+from ganserve.requests import RequestError, parse_request, parse_seeds
+from ganserve.sampling import encode_result, plan, render, sample
+
+SEEDS = [0, 1, 2, 3, 7, 11, 12, 2**32 - 1]
+
+
+@pytest.mark.parametrize("noise_mode", ["const", "random", "none"])
+def test_same_pixels_across_batch_sizes_order_and_calls(tiny, noise_mode):
+    a = sample(tiny, seeds=SEEDS, noise_mode=noise_mode, batch_size=8).images
+    singles = np.concatenate([sample(tiny, seeds=[s], noise_mode=noise_mode, batch_size=1).images for s in SEEDS])
+    reordered = sample(tiny, seeds=SEEDS[::-1], noise_mode=noise_mode, batch_size=3).images[::-1]
+    again = sample(tiny, seeds=SEEDS, noise_mode=noise_mode, batch_size=8).images
+    assert a.dtype == np.uint8 and a.shape == (len(SEEDS), 16, 16, 3)
+    assert np.array_equal(a, singles)
+    assert np.array_equal(a, reordered)
+    assert np.array_equal(a, again)
+    assert len({a[i].tobytes() for i in range(len(SEEDS))}) == len(SEEDS)  # seeds really differ
+
+
+def test_noise_modes_differ(tiny):
+    imgs = {m: sample(tiny, seeds=[3], noise_mode=m).images[0].astype(int) for m in ("const", "random", "none")}
+    assert np.abs(imgs["const"] - imgs["random"]).max() > 0
+    assert np.abs(imgs["const"] - imgs["none"]).max() > 0
+
+
+def test_psi_zero_gives_one_image_for_every_seed(tiny):
+    imgs = sample(tiny, seeds=SEEDS, truncation_psi=0.0).images
+    assert all(np.array_equal(imgs[0], imgs[i]) for i in range(len(SEEDS)))
+
+
+def test_psi_one_equals_no_truncation(tiny):
+    a = sample(tiny, seeds=SEEDS, truncation_psi=1.0).images
+    b = sample(tiny, seeds=SEEDS).images
+    c = sample(tiny, seeds=SEEDS, truncation_psi=0.5).images
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_truncation_cutoff_limits_the_layers(tiny):
+    p_all = plan(tiny, seeds=[5], truncation_psi=0.0)
+    p_cut = plan(tiny, seeds=[5], truncation_psi=0.0, truncation_cutoff=2)
+    p_none = plan(tiny, seeds=[5])
+    assert torch.equal(p_cut.ws[:, :2], p_all.ws[:, :2])
+    assert torch.equal(p_cut.ws[:, 2:], p_none.ws[:, 2:])
+
+
+def test_style_mixing_over_all_and_no_layers(tiny):
+    n = tiny.num_ws
+    mixed_all = sample(tiny, seeds=[1, 2], style_mix={"seeds": [9], "layers": [0, n]}).images
+    mixer = sample(tiny, seeds=[9]).images
+    assert np.array_equal(mixed_all[0], mixer[0]) and np.array_equal(mixed_all[1], mixer[0])
+    mixed_none = sample(tiny, seeds=[1, 2], style_mix={"seeds": [9], "layers": [3, 3]}).images
+    assert np.array_equal(mixed_none, sample(tiny, seeds=[1, 2]).images)
+
+
+def test_style_mixing_grid_and_named_groups(tiny):
+    r = sample(tiny, seeds=[1, 2], style_mix={"seeds": "5-7", "layers": "coarse"})
+    assert r.images.shape[0] == 6  # rows: seeds, columns: mixing seeds
+    assert r.params[4]["style_mix"] == {"seeds": [6], "layers": "coarse"}
+    p = plan(tiny, seeds=[1], style_mix={"seeds": [5], "layers": "coarse"})
+    base, mix = plan(tiny, seeds=[1]), plan(tiny, seeds=[5])
+    assert torch.equal(p.ws[0, :4], mix.ws[0, :4]) and torch.equal(p.ws[0, 4:], base.ws[0, 4:])
+    with pytest.raises(RequestError) as e:
+        plan(tiny, seeds=[1], style_mix={"seeds": [5], "layers": "fine"})  # 16px model: no 64px+ layers
+    assert e.value.field == "style_mix.layers"
+
+
+@pytest.mark.parametrize("space", ["w", "z"])
+def test_interpolation_endpoints_are_the_seeds(tiny, space):
+    r = sample(tiny, seeds=[4], interpolate={"to_seed": 8, "steps": 5, "space": space})
+    assert r.images.shape[0] == 5
+    ends = sample(tiny, seeds=[4, 8]).images
+    assert np.array_equal(r.images[0], ends[0])
+    # the last frame is the target seed's latent (noise stays the start seed's)
+    target = sample(tiny, seeds=[8], noise_mode="none").images[0]
+    last = sample(tiny, seeds=[4], noise_mode="none", interpolate={"to_seed": 8, "steps": 5, "space": space})
+    assert np.abs(last.images[-1].astype(int) - target.astype(int)).max() <= 1
+    assert [p["frame"] for p in r.params] == list(range(5))
+
+
+def test_class_conditional_requests(tiny_cond):
+    by_id = sample(tiny_cond, seeds=[1, 2], **{"class": 1}).images
+    by_name = sample(tiny_cond, seeds=[1, 2], **{"class": "Square"}).images
+    other = sample(tiny_cond, seeds=[1, 2], **{"class": 2}).images
+    assert np.array_equal(by_id, by_name)
+    assert not np.array_equal(by_id, other)
+    for bad, fragment in [(None, "class-conditional"), (7, "out of range"), ("hexagon", "unknown class")]:
+        with pytest.raises(RequestError, match=fragment) as e:
+            sample(tiny_cond, seeds=[1], **({"class": bad} if bad is not None else {}))
+        assert e.value.field == "class"
+
+
+def test_class_on_unconditional_model_is_rejected(tiny):
+    with pytest.raises(RequestError) as e:
+        sample(tiny, seeds=[1], **{"class": 0})
+    assert e.value.field == "class"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"seeds": [1], "truncation_psi": float("nan")}, "truncation_psi"),
+        ({"seeds": [1], "truncation_psi": float("inf")}, "truncation_psi"),
+        ({"seeds": [1], "truncation_psi": 5.0}, "truncation_psi"),
+        ({"seeds": [1], "truncation_psi": "0.5"}, "truncation_psi"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"seeds": [2**32]}, "seeds"),
+        ({"seeds": "3-1"}, "seeds"),
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [1], "noise_mode": "loud"}, "noise_mode"),
+        ({"seeds": [1], "temperature": 0.5}, "temperature"),  # a VQ field on a StyleGAN2 model
+        ({"seeds": [1], "colour": "red"}, "colour"),
+        ({"seeds": [1], "style_mix": {"seeds": [2], "layers": [3, 1]}}, "style_mix.layers"),
+        ({"seeds": [1], "interpolate": {"to_seed": 2, "steps": 1}}, "interpolate.steps"),
+        ({"seeds": [1], "format": "gif"}, "format"),
+    ],
+)
+def test_bad_requests_name_the_field(body, field):
+    with pytest.raises(RequestError) as e:
+        parse_request("stylegan2", body)
+    assert e.value.field == field, e.value
+    assert e.value.to_dict()["field"] == field and e.value.message
+
+
+def test_model_level_limits(tiny):
+    with pytest.raises(RequestError, match="limit") as e:
+        plan(tiny, seeds="0-64")
+    assert e.value.field == "seeds"
+    with pytest.raises(RequestError, match="limit"):
+        plan(tiny, seeds="0-9", max_images=5)
+    with pytest.raises(RequestError) as e:
+        plan(tiny, seeds=[0], truncation_cutoff=tiny.num_ws + 1)
+    assert e.value.field == "truncation_cutoff"
+
+
+def test_seed_parsing():
+    assert parse_seeds("0-3,7, 9") == [0, 1, 2, 3, 7, 9]
+    assert parse_seeds(5) == [5]
+    with pytest.raises(ValueError):
+        parse_seeds("a-b")
+
+
+def test_render_batches_several_plans_in_one_call(tiny):
+    plans = [plan(tiny, seeds=[1, 2]), plan(tiny, seeds=[3], noise_mode="random"), plan(tiny, seeds=[4])]
+    outs = render(tiny, plans, batch_size=16)
+    assert [o.shape[0] for o in outs] == [2, 1, 1]
+    assert np.array_equal(outs[1], sample(tiny, seeds=[3], noise_mode="random").images)
+
+
+def test_encodings(tiny):
+    one = encode_result(sample(tiny, seeds=[3], truncation_psi=0.7))
+    assert one.content_type == "image/png"
+    assert read_png_params(one.body)["seeds"] == [3] and read_png_params(one.body)["truncation_psi"] == 0.7
+    decoded = np.asarray(Image.open(io.BytesIO(one.body)))
+    assert np.array_equal(decoded, sample(tiny, seeds=[3], truncation_psi=0.7).images[0])
+    many = encode_result(sample(tiny, seeds=[1, 2]))
+    assert many.content_type == "application/json"
+    assert [img["params"]["seeds"] for img in json.loads(many.body)["images"]] == [[1], [2]]
+    grid = encode_result(sample(tiny, seeds="0-5", grid=True, grid_cols=3))
+    assert Image.open(io.BytesIO(grid.body)).size == (48, 32)
+    npy = encode_result(sample(tiny, seeds=[1, 2], format="npy"))
+    assert np.load(io.BytesIO(npy.body)).shape == (2, 16, 16, 3)
+    assert one.headers["X-Ganserve-Seeds"] == "3"
