@@ -158,7 +158,7 @@ class Trainer:
         tensors, meta = read_tensors(self.state_path)
         if meta.get("kind") != "training-state":
             raise CheckpointError(self.state_path, "not a training state")
-        if meta["config"] != self.config.to_dict():
+        if meta["config"] != json.loads(json.dumps(self.config.to_dict())):
             raise CheckpointError(self.state_path, "its model config differs from this run's options")
         self.G.load_state_dict(_strip("G", tensors))
         self.D.load_state_dict(_strip("D", tensors))
@@ -223,7 +223,7 @@ class Trainer:
             pl = self.loss.g_pl(torch.randn(o.batch_size, z_dim), c_fake)
             (pl * o.g_reg_interval).backward()
             self.opt_G.step()
-            logs["pl"] = float(pl)
+            logs["pl"] = float(pl.detach())
 
         # D main and (every d_reg_interval) R1.
         self.G.requires_grad_(False)
@@ -232,13 +232,13 @@ class Trainer:
         loss_fake, loss_real = self.loss.d_main(torch.randn(o.batch_size, z_dim), c_fake, real, c_real)
         (loss_fake + loss_real).backward()
         self.opt_D.step()
-        logs["D"] = float(loss_fake + loss_real)
+        logs["D"] = float((loss_fake + loss_real).detach())
         if self.loss.r1_gamma > 0 and step % o.d_reg_interval == 0:
             self.opt_D.zero_grad(set_to_none=True)
             r1 = self.loss.d_r1(real, c_real)
             (r1 * o.d_reg_interval).backward()
             self.opt_D.step()
-            logs["r1"] = float(r1)
+            logs["r1"] = float(r1.detach())
 
         self._update_ema()
         self.step += 1

@@ -1,0 +1,87 @@
+"""The ganserve CLI end to end (subprocesses, tiny checkpoints)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganserve.images import make_grid, read_png_params
+from ganserve.sampling import sample
+from tests.conftest import ganserve_cmd
+
+
+@pytest.fixture()
+def env(tiny_models_dir):
+    return {**os.environ, "GANSERVE_CHECKPOINTS": str(tiny_models_dir)}
+
+
+def run(env, *args, ok=True):
+    proc = subprocess.run(ganserve_cmd(*args), capture_output=True, text=True, env=env, timeout=120)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    return proc
+
+
+def test_sample_grid_png_equals_the_api(env, tmp_path, tiny):
+    out = tmp_path / "grid.png"
+    proc = run(env, "sample", "--model", "tiny", "--seeds", "0-5", "--trunc", "0.7", "--cutoff", "3", "--out", str(out))
+    assert proc.stdout.splitlines()[0] == str(out)
+    grid = np.asarray(Image.open(out).convert("RGB"))
+    expected = sample(tiny, seeds="0-5", truncation_psi=0.7, truncation_cutoff=3).images
+    assert np.array_equal(grid, make_grid(expected, 3))
+    assert len(read_png_params(out.read_bytes())["grid"]) == 6
+
+
+def test_sample_to_a_directory_with_mixing(env, tmp_path, tiny):
+    out = tmp_path / "imgs"
+    run(env, "sample", "--model", "tiny", "--seeds", "1,2", "--mix", "7:coarse", "--noise-mode", "random",
+        "--out", str(out))  # fmt: skip
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["seed0001-mix0007.png", "seed0002-mix0007.png"]
+    params = read_png_params((out / files[0]).read_bytes())
+    assert params["style_mix"] == {"seeds": [7], "layers": "coarse"} and params["noise_mode"] == "random"
+    expected = sample(tiny, seeds=[1], style_mix={"seeds": [7], "layers": "coarse"},
+                      noise_mode="random").images[0]  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(out / files[0])), expected)
+
+
+def test_sample_by_path_interpolation_and_class(env, tmp_path, tiny_cond_path):
+    out = tmp_path / "frames.npy"
+    run(env, "sample", "--network", str(tiny_cond_path), "--seeds", "3", "--interpolate", "9:4:z", "--class",
+        "triangle", "--out", str(out))  # fmt: skip
+    assert np.load(out).shape == (4, 16, 16, 3)
+
+
+def test_list_and_unknown_model(env):
+    assert "tiny-cond" in run(env, "sample", "--list").stdout
+    proc = run(env, "sample", "--model", "nope", ok=False)
+    assert proc.returncode == 2 and "unknown model 'nope'" in proc.stderr and "tiny" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--psi", "nan"], "truncation_psi"),
+        (["--seeds", "5-1"], "seeds"),
+        (["--seeds", "0-99"], "limit"),
+        (["--mix", "3:everything"], "--mix"),
+        (["--class", "1"], "unconditional"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(env, tmp_path, args, fragment):
+    proc = run(env, "sample", "--model", "tiny", "--max-images", "64", *args, "--out", str(tmp_path / "x.png"),
+               ok=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bench_sample_prints_rows(env):
+    proc = run(env, "bench", "sample", "--model", "tiny", "--batch-sizes", "1,4", "--repeats", "1", "--json")
+    import json
+
+    rows = json.loads(proc.stdout)["rows"]
+    assert [r["batch"] for r in rows] == [1, 4] and all(r["images_per_s"] > 0 for r in rows)
