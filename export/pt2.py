@@ -1,0 +1,38 @@
+"""torch.export (.pt2, dynamic batch) of a graph, and a runner for the saved ExportedProgram."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from ganserve.export.registry import GraphSpec
+
+SUFFIX = ".pt2"
+
+
+def export_graph(spec: GraphSpec, path: str | os.PathLike, *, opset: int | None = None, fp16: bool = False) -> None:
+    """Export one graph to ``path`` (``opset`` is ignored: it only concerns ONNX)."""
+    module = spec.export_module(fp16)
+    inputs = spec.export_inputs(spec.make_inputs(2, torch.Generator().manual_seed(0)), fp16)
+    with torch.no_grad():
+        program = torch.export.export(module, inputs, dynamic_shapes=spec.dynamic_shapes(), strict=False)
+    torch.export.save(program, str(path))
+
+
+class Pt2Runner:
+    """A loaded ExportedProgram; casts float inputs to the dtype it was exported in, returns float32."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", dtype: str = "float32") -> None:
+        program = torch.export.load(str(path))
+        self.device = torch.device(device)
+        if self.device.type != "cpu":
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, self.device)
+        self.module = program.module()
+        self.dtype = getattr(torch, dtype)
+
+    @torch.no_grad()
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        args = [t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device) for t in tensors]
+        return self.module(*args).to(torch.float32)
