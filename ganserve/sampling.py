@@ -21,7 +21,15 @@ from torch import nn
 
 from ganserve.images import CONTENT_TYPES, b64, encode_image, encode_npy, make_grid, to_uint8
 from ganserve.models.layers import batch_invariant
-from ganserve.requests import DEFAULT_MAX_IMAGES, LAYER_GROUPS, RequestError, SampleRequest, parse_request
+from ganserve.requests import (
+    DEFAULT_MAX_IMAGES,
+    LAYER_GROUPS,
+    RequestError,
+    SampleRequest,
+    StyleGAN2Request,
+    StyleGANRequest,
+    parse_request,
+)
 
 DEFAULT_BATCH_SIZE = 16
 # Index ranges of the named style-mixing groups, in the StyleGAN papers' numbering: coarse = 4^2-8^2,
@@ -154,8 +162,11 @@ def plan(model: nn.Module, request: Any = None, *, max_images: int = DEFAULT_MAX
     n = req.image_count()
     if n > max_images:
         raise RequestError("seeds", f"{n} images requested; the limit is {max_images} per request")
+    planner = _PLANNERS.get(req.__class__)
+    if planner is None:
+        raise RequestError("", f"sampling for the {model_family(model)} family is not available in this version")
     with batch_invariant():
-        return _plan_styled(model, req)
+        return planner(model, req)
 
 
 def _plan_styled(model: nn.Module, req: Any) -> Plan:
@@ -221,6 +232,10 @@ def _plan_styled(model: nn.Module, req: Any) -> Plan:
     else:
         noise = [t.expand(len(ws_rows), -1, -1, -1) for t in _const_noise(model, req.noise_mode)]
     return Plan(req, ws, noise, params)
+
+
+# A planner per request model: a family plugs in by adding its own (the style-based ones share one).
+_PLANNERS = {StyleGAN2Request: _plan_styled, StyleGANRequest: _plan_styled}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
