@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from ganserve.models.layers import (
     setup_filter,
     upsample2d,
 )
+
+if TYPE_CHECKING:
+    from ganserve.sampling import SampleResult
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -374,7 +378,8 @@ class StyleGAN2Generator(nn.Module):
         """z for a seed, as StyleGAN2-ADA's scripts draw it (numpy RandomState(seed).randn)."""
         return torch.from_numpy(np.random.RandomState(seed).randn(self.config.z_dim)).to(torch.float32)
 
-    def sample(self, request: object = None, **fields: object) -> object:
+    def sample(self, request: Any = None, **fields: Any) -> SampleResult:
+        """Sample through the shared core: ``G.sample(seeds="0-7", truncation_psi=0.7)``."""
         from ganserve.sampling import sample
 
         return sample(self, request, **fields)
