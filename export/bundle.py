@@ -58,6 +58,9 @@ def check_output(out: str | os.PathLike, force: bool) -> Path:
     if out.exists() and not force:
         raise ExportError(f"{out} already exists (pass --force to replace it)")
     parent = out.absolute().parent
+    blocker = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ExportError(f"cannot write to {parent}: {blocker} is not a directory")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)

@@ -31,6 +31,23 @@ def _eager(checkpoint: str | os.PathLike, device: str = "cpu", **_: Any) -> nn.M
     return ganserve.load(checkpoint, device=device)
 
 
+@register_backend("onnx")
+def _onnx(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
+    """ONNX Runtime (CUDA execution provider on cuda when onnxruntime-gpu has it, else CPU). ``checkpoint``: an
+    export folder from ``ganserve export --format onnx``, or a model name / checkpoint (exported once, then cached)."""
+    from ganserve.export.cache import load_or_export
+
+    return load_or_export("onnx", checkpoint, device, **options)
+
+
+@register_backend("pt2")
+def _pt2(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
+    """torch.export programs (.pt2); ``checkpoint`` as for "onnx"."""
+    from ganserve.export.cache import load_or_export
+
+    return load_or_export("pt2", checkpoint, device, **options)
+
+
 def load_backend(name: str, checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
     """Load ``checkpoint`` with backend ``name`` ('eager', or another registered one)."""
     if name not in BACKENDS:

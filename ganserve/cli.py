@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
-COMMANDS = ["sample", "train", "bench"]
+COMMANDS = ["sample", "train", "export", "bench"]
 
 
 class CommandError(Exception):

@@ -1,0 +1,41 @@
+"""Exported graphs for a backend: an export folder as is, or a checkpoint exported once into a cache.
+
+The cache key is the checkpoint's content hash, so a retrained model never reuses stale graphs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ganserve.export.bundle import MANIFEST, export_graphs, load_exported
+from torch import nn
+
+
+def cache_root() -> Path:
+    """$GANSERVE_EXPORT_CACHE, else $XDG_CACHE_HOME/ganserve/exports (default ~/.cache/ganserve/exports)."""
+    if os.environ.get("GANSERVE_EXPORT_CACHE"):
+        return Path(os.environ["GANSERVE_EXPORT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ganserve" / "exports"
+
+
+def is_export(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
+    """Load ``source`` (an export folder, a model name or a checkpoint path) as ``fmt`` graphs on ``device``."""
+    if is_export(source):
+        return load_exported(source, device, fmt, **options)
+    import ganserve
+    from ganserve.checkpoint import read_metadata
+    from ganserve.models.loading import resolve
+
+    ckpt = resolve(source)
+    digest = read_metadata(ckpt)["content_hash"].split(":", 1)[1][:16]
+    folder = cache_root() / f"{ckpt.stem}-{digest}-{fmt}"
+    if not is_export(folder):
+        export_graphs(ganserve.load(ckpt), fmt, folder, force=True)
+    return load_exported(folder, device, fmt, **options)

@@ -1,0 +1,85 @@
+"""ganserve export MODEL --format onnx|pt2|mar --out PATH [--opset N] [--fp16] [--backend eager|onnx|pt2] [--force]
+
+onnx / pt2: a folder with one graph per part (StyleGAN2: mapping.*, synthesis.*), the constants and a manifest; each
+graph is checked against eager PyTorch on fresh random inputs before the folder is renamed into place.
+mar: a TorchServe archive running the given --backend (eager: the checkpoint; onnx / pt2: the exported graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("export", help="export a model to ONNX, torch.export (.pt2) or a TorchServe archive (.mar)")
+    p.add_argument("model", help="model name or checkpoint path")
+    p.add_argument("--format", required=True, help="onnx | pt2 | mar")
+    p.add_argument("--out", required=True, help="output folder (onnx, pt2) or .mar file / model-store folder (mar)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--fp16", action="store_true", help="export the synthesis graph in float16 (mapping stays fp32)")
+    p.add_argument("--backend", default=None, help="mar only: what the archive runs: eager | onnx | pt2")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--batch-size", type=int, default=None, help="mar only: TorchServe batchSize")
+    p.add_argument("--device", default=None, help="mar only: TorchServe deviceType, cpu | gpu")
+    return p
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The dynamo exporter warns about things that do not concern a user (missing torchvision ops, deprecations)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def run(args: argparse.Namespace) -> int:
+    import ganserve
+    from ganserve.export import FORMATS, ExportError, export_graphs
+    from ganserve.export.bundle import check_output
+
+    if args.format not in FORMATS:
+        raise ExportError(f"unknown format '{args.format}' (formats: {', '.join(FORMATS)})")
+    if args.format != "mar" and (args.backend or args.batch_size or args.device):
+        raise ExportError("--backend, --batch-size and --device apply to --format mar only")
+    check_output(args.out, args.force)
+    with _quiet_exporter():
+        if args.format == "mar":
+            from ganserve.export.mar import export_mar
+
+            result = export_mar(args.model, args.out, backend=args.backend or "eager", opset=args.opset,
+                                fp16=args.fp16, force=args.force, batch_size=args.batch_size,
+                                device_type=args.device)  # fmt: skip
+        else:
+            model = ganserve.load(args.model)
+            result = export_graphs(model, args.format, args.out, opset=args.opset, fp16=args.fp16, force=args.force)
+    print(f"wrote {result.path}")
+    width = max(len(name) for name, _ in result.files)
+    for name, size in result.files:
+        print(f"  {name:<{width}}  {_size(size):>10}")
+    if result.parity:
+        precision = "fp16 synthesis" if args.fp16 else "fp32"
+        print(f"parity vs eager PyTorch ({precision}; max abs error on fresh random inputs):")
+        for graph, errors in result.parity.items():
+            cells = "  ".join(f"batch {b}: {e:.2e}" for b, e in errors.items())
+            print(f"  {graph:<10} {cells}")
+    return 0
