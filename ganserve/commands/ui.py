@@ -1,0 +1,83 @@
+"""ganserve ui [--server URL] [--management URL] [--key-file PATH] [--port 7860] [--local [--model NAME|PATH ...]]
+
+The Gradio latent explorer. By default it talks to a running ``ganserve serve`` (inference API on :8080, management
+on :8081, the token key file when authorisation is on); ``--local`` generates in this process instead. Binds
+127.0.0.1 unless --host says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_INFERENCE = "http://127.0.0.1:8080"  # TorchServe's default inference address
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("ui", help="the Gradio latent explorer, over a ganserve server or local models")
+    p.add_argument(
+        "--server", default=None, help=f"inference API URL of `ganserve serve` (default {DEFAULT_INFERENCE})"
+    )
+    p.add_argument("--management", default=None, help="management API URL (default: the server's host, port + 1)")
+    p.add_argument(
+        "--key-file",
+        default=os.environ.get("GANSERVE_KEY_FILE"),
+        help="TorchServe key_file.json when token auth is on (`ganserve serve` prints it; env GANSERVE_KEY_FILE)",
+    )
+    p.add_argument("--local", action="store_true", help="generate in this process instead of calling a server")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="with --local: a model name or checkpoint path (repeatable; default: every available model)",
+    )
+    p.add_argument("--device", default="cpu", help="with --local: torch device")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    return p
+
+
+def management_for(server: str) -> str:
+    """TorchServe's convention: management on the inference port + 1 (8080 -> 8081)."""
+    parts = urlsplit(server)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port + 1}"))
+
+
+def make_backend(args: argparse.Namespace):
+    from ganserve.ui.backend import LocalBackend
+    from ganserve.ui.remote import HTTPBackend
+
+    if args.local:
+        if args.server or args.management or args.key_file:
+            raise ValueError("--local generates in-process: drop --server / --management / --key-file")
+        models = None
+        if args.model:
+            from ganserve.models.loading import resolve
+
+            models = {Path(m).stem if m.endswith(".safetensors") else m: resolve(m) for m in args.model}
+        backend = LocalBackend(models, device=args.device)
+        if not backend.models():
+            raise ValueError("no models found: pass --model NAME|PATH or set GANSERVE_CHECKPOINTS")
+        return backend
+    if args.model:
+        raise ValueError("--model is for --local; a server lists its own models")
+    server = args.server or DEFAULT_INFERENCE
+    return HTTPBackend(server, args.management or management_for(server), args.key_file)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganserve.ui.app import build_app, launch
+    from ganserve.ui.backend import BackendError
+
+    backend = make_backend(args)
+    try:
+        app = build_app(backend)
+    except BackendError as e:
+        raise ValueError(str(e)) from None
+    print(f"ganserve ui: {backend.label} -> http://{args.host}:{args.port}", file=sys.stderr)
+    launch(app, host=args.host, port=args.port)
+    return 0

@@ -1,0 +1,124 @@
+"""The explorer's client for a ganserve TorchServe server: the inference and management HTTP APIs, token auth.
+
+Models: ``GET {management}/models``; a model's controls: ``GET {management}/models/{name}?customized=true`` (the
+handler's description, with the request schema); images: ``POST {inference}/predictions/{name}`` with the request
+as JSON and ``format: json``, answered with ``encode_result``'s body. A 400 carries {"error", "field", "message"}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ganserve.ui.backend import BackendError, ModelInfo, Picture, decode_body
+
+DEFAULT_INFERENCE = "http://127.0.0.1:8080"
+DEFAULT_MANAGEMENT = "http://127.0.0.1:8081"
+
+
+def read_key(key_file: str | Path, api: str) -> str | None:
+    """The ``api`` ("inference" / "management") token from TorchServe's key_file.json, or None when it has none.
+
+    TorchServe writes {"management": {"key": ..., "expiration time": ...}, "inference": {...}, "API": {...}};
+    a plain {"management": "KEY"} is accepted too.
+    """
+    try:
+        data = json.loads(Path(key_file).read_text())
+    except FileNotFoundError:
+        raise BackendError(f"key file {key_file} not found (`ganserve serve` prints its path)") from None
+    except (OSError, ValueError) as e:
+        raise BackendError(f"cannot read key file {key_file}: {e}") from None
+    entry = data.get(api)
+    if isinstance(entry, dict):
+        entry = entry.get("key")
+    return str(entry) if entry else None
+
+
+class HTTPBackend:
+    """Images from a running ganserve server (``ganserve serve``)."""
+
+    def __init__(
+        self,
+        inference_url: str = DEFAULT_INFERENCE,
+        management_url: str = DEFAULT_MANAGEMENT,
+        key_file: str | Path | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        import requests
+
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = management_url.rstrip("/")
+        self.key_file = Path(key_file) if key_file else None
+        self.timeout = timeout
+        self.label = f"server {self.inference_url}"
+        self._session = requests.Session()
+
+    # The key file is re-read per call: TorchServe rewrites it when keys are regenerated.
+    def _headers(self, api: str) -> dict[str, str]:
+        key = read_key(self.key_file, api) if self.key_file else None
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _call(self, method: str, url: str, api: str, **kwargs: Any) -> Any:
+        import requests
+
+        try:
+            resp = self._session.request(method, url, headers=self._headers(api), timeout=self.timeout, **kwargs)
+        except requests.ConnectionError:
+            base = self.inference_url if api == "inference" else self.management_url
+            raise BackendError(f"cannot reach the server at {base}: is `ganserve serve` running?") from None
+        except requests.Timeout:
+            raise BackendError(f"the server did not answer within {self.timeout:g} s") from None
+        if resp.status_code == 200:
+            return resp
+        raise _error(resp)
+
+    def models(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            params = {"limit": 100, **({"next_page_token": token} if token else {})}
+            data = self._call("GET", f"{self.management_url}/models", "management", params=params).json()
+            names.extend(m["modelName"] for m in data.get("models", []))
+            token = data.get("nextPageToken")
+            if not token:
+                return names
+
+    def describe(self, name: str) -> ModelInfo:
+        url = f"{self.management_url}/models/{name}"
+        data = self._call("GET", url, "management", params={"customized": "true"}).json()
+        entries = data if isinstance(data, list) else [data]
+        if not entries:
+            raise BackendError(f"the server has no description of model '{name}'", "model")
+        entry = next((e for e in entries if e.get("isDefaultVersion")), entries[0])
+        desc = entry.get("customizedMetadata") or {}
+        if isinstance(desc, str):
+            try:
+                desc = json.loads(desc)
+            except ValueError:
+                desc = {}
+        info = ModelInfo.from_description(name, desc if isinstance(desc, dict) else {})
+        info.version = info.version or str(entry.get("modelVersion") or "")
+        return info
+
+    def generate(self, name: str, request: dict[str, Any]) -> list[Picture]:
+        resp = self._call(
+            "POST", f"{self.inference_url}/predictions/{name}", "inference", json={**request, "format": "json"}
+        )
+        return decode_body(resp.content, resp.headers.get("Content-Type", ""))
+
+
+def _error(resp: Any) -> BackendError:
+    """A readable error from a non-200 answer: ganserve's {"field", "message"}, TorchServe's {"code", "message"}."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if resp.status_code in (401, 403):
+        return BackendError(f"the server refused the request ({resp.status_code}): check the key file / token")
+    if isinstance(data, dict) and "message" in data:
+        if resp.status_code == 400 and "field" in data:
+            return BackendError(str(data["message"]), str(data.get("field") or ""))
+        return BackendError(f"server error {resp.status_code}: {data['message']}")
+    text = (resp.text or "").strip().splitlines()
+    return BackendError(f"server error {resp.status_code}: {text[0][:200] if text else resp.reason}")

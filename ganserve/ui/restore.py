@@ -1,0 +1,103 @@
+"""Settings back from an image's embedded parameters (the tEXt chunk ``ganserve.images.encode_png`` writes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganserve.images import read_png_params
+
+
+@dataclass
+class Restored:
+    """Control values to set; ``tab`` is where the image came from: seed, grid, mix or interp."""
+
+    tab: str
+    model: str | None = None
+    truncation_psi: float | None = None
+    truncation_cutoff: int | None = None
+    noise_mode: str | None = None
+    class_: int | None = None
+    seed: int | None = None
+    seeds: str | None = None  # the grid's seeds
+    mix_rows: str | None = None
+    mix_cols: str | None = None
+    mix_layers: str | list[int] | None = None
+    interpolate: dict[str, Any] = field(default_factory=dict)  # from_seed, to_seed, steps, space
+
+    def summary(self) -> str:
+        bits = [f"model {self.model}" if self.model else ""]
+        bits.append(
+            {
+                "seed": f"seed {self.seed}",
+                "grid": f"seeds {self.seeds}",
+                "mix": f"rows {self.mix_rows} x columns {self.mix_cols}",
+                "interp": f"seed {self.interpolate.get('from_seed')} to {self.interpolate.get('to_seed')}",
+            }[self.tab]
+        )
+        if self.truncation_psi is not None:
+            bits.append(f"psi {self.truncation_psi:g}")
+        return ", ".join(b for b in bits if b)
+
+
+def format_seeds(seeds: list[int]) -> str:
+    """[0, 1, 2, 3, 7] -> "0-3,7" (the request schema's seed syntax)."""
+    parts: list[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if j - i < 2 else f"{seeds[i]}-{seeds[j]}")
+        if j - i == 1:
+            parts.append(str(seeds[j]))
+        i = j + 1
+    return ",".join(parts)
+
+
+def _unique(values: list[int]) -> list[int]:
+    return list(dict.fromkeys(values))
+
+
+def restore_from_params(params: dict[str, Any]) -> Restored:
+    """One image's parameters, or a grid's {"grid": [params, ...]} -> the controls that remake it."""
+    items = params.get("grid") if isinstance(params.get("grid"), list) else [params]
+    if not items or not isinstance(items[0], dict) or "seeds" not in items[0]:
+        raise ValueError("the image's parameters hold no seeds: not a ganserve image")
+    first = items[0]
+    seeds = _unique([int(p["seeds"][0]) for p in items])
+    r = Restored(tab="seed")
+    r.model = first.get("model")
+    r.truncation_psi = first.get("truncation_psi")
+    r.truncation_cutoff = first.get("truncation_cutoff")
+    r.noise_mode = first.get("noise_mode")
+    r.class_ = first.get("class")
+    if "style_mix" in first:
+        r.tab = "mix"
+        r.mix_rows = format_seeds(seeds)
+        r.mix_cols = format_seeds(_unique([int(s) for p in items for s in p["style_mix"]["seeds"]]))
+        r.mix_layers = first["style_mix"].get("layers", "fine")
+    elif "interpolate" in first:
+        ip = first["interpolate"]
+        r.tab = "interp"
+        r.interpolate = {
+            "from_seed": seeds[0],
+            "to_seed": ip["to_seed"],
+            "steps": ip.get("steps", 8),
+            "space": ip.get("space", "w"),
+        }
+    elif len(seeds) > 1:
+        r.tab, r.seeds = "grid", format_seeds(seeds)
+    else:
+        r.seed = seeds[0]
+    return r
+
+
+def restore_from_png(data: bytes) -> Restored:
+    try:
+        params = read_png_params(data)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError(f"not a readable PNG image ({e})") from None
+    if not params:
+        raise ValueError("this PNG carries no ganserve parameters (was it made by ganserve and saved as PNG?)")
+    return restore_from_params(params)
