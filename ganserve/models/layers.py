@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -262,6 +263,8 @@ def modulated_conv2d(
     styles before a shared convolution and by the demodulation coefficients after it. The two are the same linear map.
     Noise [N or 1, 1, H', W'] is added after demodulation.
     """
+    if up == 1 and _route_to_kernels(x, weight, styles):
+        return _kernel_modulated_conv2d(x, weight, styles, noise, padding, demodulate)
     n = x.shape[0]
     o, i, kh, kw = weight.shape
     dcoefs = None
@@ -311,3 +314,115 @@ class MinibatchStd(nn.Module):
         y = y.mean(dim=[2, 3, 4]).reshape(-1, f, 1, 1)
         y = y.repeat(g, 1, h, w)
         return torch.cat([x, y], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Kernel hooks (ganserve.kernels) and the vector quantizer
+
+
+def _route_to_kernels(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> bool:
+    """Inference on CUDA (or Triton forced under the interpreter) with the kernels enabled goes to the fused op.
+
+    Training keeps the reference path (the op has no backward), and so does ONNX export (standard ops only).
+    """
+    from ganserve import kernels
+
+    if not kernels.wants_kernels(x) or torch.onnx.is_in_onnx_export():
+        return False
+    return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or styles.requires_grad))
+
+
+def _kernel_modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None,
+    padding: int,
+    demodulate: bool,
+) -> torch.Tensor:
+    from ganserve import kernels
+
+    return kernels.modulated_conv2d(
+        x, weight, styles, demodulate=demodulate, padding=padding, noise=noise, activation=None, gain=1.0
+    )
+
+
+class VQOutput(NamedTuple):
+    quantized: torch.Tensor  # z's shape; gradients pass straight through to z
+    indices: torch.Tensor  # int64, z's shape without the channel axis
+    loss: torch.Tensor  # codebook + beta * commitment
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantisation with the straight-through estimator (VQ-VAE / VQGAN).
+
+    z is [N, D, H, W] (channels first) or [N, L, D] (tokens). loss = |sg(z) - e|^2 + beta |z - sg(e)|^2 (means).
+    normalize=True: l2-normalised codes and inputs, nearest by cosine (ViT-VQGAN). lookup_dim: factorised codes, the
+    search runs in a low-dimensional projection of z and the chosen code is projected back to D (ViT-VQGAN).
+    The search is ganserve.kernels.vq_nearest (Triton on CUDA, the PyTorch reference elsewhere).
+    """
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        *,
+        beta: float = 0.25,
+        normalize: bool = False,
+        lookup_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if num_codes < 1 or dim < 1 or (lookup_dim is not None and lookup_dim < 1):
+            raise ValueError(f"num_codes, dim and lookup_dim must be positive; got {num_codes}, {dim}, {lookup_dim}")
+        self.num_codes, self.dim, self.beta, self.normalize = num_codes, dim, beta, normalize
+        self.lookup_dim = lookup_dim
+        code_dim = lookup_dim or dim
+        self.codebook = nn.Embedding(num_codes, code_dim)
+        nn.init.uniform_(self.codebook.weight, -1.0 / num_codes, 1.0 / num_codes)
+        self.proj_in = nn.Linear(dim, lookup_dim) if lookup_dim else None
+        self.proj_out = nn.Linear(lookup_dim, dim) if lookup_dim else None
+
+    def codes(self) -> torch.Tensor:
+        """The codebook as searched: [K, lookup_dim or D], l2-normalised when normalize=True."""
+        w = self.codebook.weight
+        return F.normalize(w, dim=1) if self.normalize else w
+
+    def forward(self, z: torch.Tensor) -> VQOutput:
+        from ganserve.kernels import vq_nearest
+
+        if z.ndim not in (3, 4):
+            raise ValueError(f"z must be [N, D, H, W] or [N, L, D], got shape {tuple(z.shape)}")
+        channels_first = z.ndim == 4
+        zl = z.permute(0, 2, 3, 1) if channels_first else z
+        if zl.shape[-1] != self.dim:
+            raise ValueError(f"z has {zl.shape[-1]} channels, the quantizer expects {self.dim}")
+        flat = zl.reshape(-1, self.dim)
+        if self.proj_in is not None:
+            flat = self.proj_in(flat)
+        if self.normalize:
+            flat = F.normalize(flat, dim=1)
+        codes = self.codes()
+        indices, _ = vq_nearest(
+            flat.detach(), codes.detach().to(flat.dtype), metric="cosine" if self.normalize else "l2"
+        )
+        e = F.embedding(indices, codes).to(flat.dtype)
+        loss = F.mse_loss(e, flat.detach()) + self.beta * F.mse_loss(flat, e.detach())
+        q = flat + (e - flat).detach()  # straight-through: forward is e, backward is identity to z
+        if self.proj_out is not None:
+            q = self.proj_out(q)
+        q = q.reshape(*zl.shape[:-1], self.dim)
+        return VQOutput(q.permute(0, 3, 1, 2) if channels_first else q, indices.reshape(zl.shape[:-1]), loss)
+
+    def lookup(self, indices: torch.Tensor, channels_first: bool = True) -> torch.Tensor:
+        """Code vectors for indices [N, H, W] ([N, D, H, W] if channels_first) or [N, L] ([N, L, D]), e.g. to decode
+        a prior's samples."""
+        e = F.embedding(indices, self.codes())
+        if self.proj_out is not None:
+            e = self.proj_out(e)
+        return e.permute(0, 3, 1, 2) if channels_first and indices.ndim == 3 else e
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, normalize={self.normalize}, "
+            f"lookup_dim={self.lookup_dim}"
+        )
