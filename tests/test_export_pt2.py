@@ -1,0 +1,127 @@
+"""torch.export (.pt2) through the CLI: parity, dynamic batch, the pt2 backend; plus the bad-input errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import ganserve.export.onnx
+import numpy as np
+import pytest
+import torch
+from ganserve.export import get_exporter, read_manifest
+from ganserve.export.parity import FP32_TOLERANCE, measure
+from ganserve.export.pt2 import Pt2Runner
+
+import ganserve
+from ganserve.backends import load_backend
+from ganserve.cli import main
+from ganserve.sampling import sample
+
+
+@pytest.fixture(scope="module")
+def cli_export(tiny_path, tmp_path_factory):
+    """`ganserve export tiny --format pt2` run once in-process: (output folder, what it printed)."""
+    out = tmp_path_factory.mktemp("pt2") / "tiny-pt2"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = main(["export", str(tiny_path), "--format", "pt2", "--out", str(out)])
+    assert rc == 0
+    return out, stdout.getvalue()
+
+
+def test_cli_prints_files_sizes_and_parity(cli_export):
+    out, printed = cli_export
+    assert f"wrote {out}" in printed
+    for name in ("mapping.pt2", "synthesis.pt2", "constants.safetensors", "ganserve-export.json"):
+        size = (out / name).stat().st_size
+        assert size > 0 and name in printed
+    assert "parity vs eager PyTorch (fp32" in printed
+    assert "synthesis  batch 1:" in printed and "batch 8:" in printed
+    assert read_manifest(out)["format"] == "pt2"
+
+
+def test_pt2_parity_and_dynamic_batch(cli_export, tiny_path):
+    out, _ = cli_export
+    eager = ganserve.load(tiny_path)
+    specs = {s.name: s for s in get_exporter("stylegan2").graphs(eager)}
+    for graph in ("mapping", "synthesis"):
+        errors = measure(specs[graph], Pt2Runner(out / f"{graph}.pt2"), (1, 3, 8, 13), seed=99)
+        assert max(errors.values()) <= FP32_TOLERANCE, (graph, errors)
+
+
+def test_pt2_backend_gives_eager_images(cli_export, tiny_path):
+    out, _ = cli_export
+    eager, backend = ganserve.load(tiny_path), load_backend("pt2", out)
+    for req in [{"seeds": "0-5", "truncation_psi": 0.7}, {"seeds": [2], "noise_mode": "random"}]:
+        a, b = sample(eager, req).images.astype(int), sample(backend, req).images.astype(int)
+        assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.01
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2, nothing written
+
+
+def _run(capsys, *args):
+    rc = main(["export", *args])
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+def test_unknown_model(capsys, tmp_path):
+    rc, err = _run(capsys, "no-such-model", "--format", "onnx", "--out", str(tmp_path / "x"))
+    assert rc == 2 and "unknown model 'no-such-model'" in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_format(capsys, tiny_path, tmp_path):
+    rc, err = _run(capsys, str(tiny_path), "--format", "tflite", "--out", str(tmp_path / "x"))
+    assert rc == 2 and "unknown format 'tflite'" in err and "onnx, pt2, mar" in err and "\n" not in err
+
+
+def test_output_not_writable(capsys, tiny_path, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    rc, err = _run(capsys, str(tiny_path), "--format", "onnx", "--out", str(blocker / "sub" / "x"))
+    assert rc == 2 and "cannot write to" in err and "not a directory" in err and "\n" not in err
+
+
+def test_existing_output_needs_force(capsys, tiny_path, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep").write_text("old")
+    rc, err = _run(capsys, str(tiny_path), "--format", "pt2", "--out", str(tmp_path / "x"))
+    assert rc == 2 and "already exists (pass --force" in err and "\n" not in err
+    assert (tmp_path / "x" / "keep").read_text() == "old"
+
+
+def test_backend_flag_is_for_mar_only(capsys, tiny_path, tmp_path):
+    rc, err = _run(capsys, str(tiny_path), "--format", "onnx", "--backend", "onnx", "--out", str(tmp_path / "x"))
+    assert rc == 2 and "--format mar only" in err
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_failed_export_leaves_nothing_half_written(capsys, tiny_path, tmp_path, monkeypatch, interrupt):
+    """A failure (or Ctrl-C) after the first file is written: no output, no temp files, an old output untouched."""
+
+    def half_then_fail(spec, path, **_):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise interrupt("stopped")
+
+    monkeypatch.setattr(ganserve.export.onnx, "export_graph", half_then_fail)
+    out = tmp_path / "out"
+    with pytest.raises(interrupt):
+        ganserve.export.export_graphs(ganserve.load(tiny_path), "onnx", out)
+    assert os.listdir(tmp_path) == []
+    out.mkdir()
+    (out / "keep").write_text("old")
+    with pytest.raises(interrupt):
+        ganserve.export.export_graphs(ganserve.load(tiny_path), "onnx", out, force=True)
+    assert sorted(os.listdir(tmp_path)) == ["out"] and (out / "keep").read_text() == "old"
+
+
+def test_registry_names_the_exportable_families(tiny_path):
+    with pytest.raises(ValueError, match=r"no exporter for family 'biggan'.*stylegan2"):
+        get_exporter("biggan")
+    assert torch.is_tensor(get_exporter("stylegan2").constants(ganserve.load(tiny_path))["w_avg"])
