@@ -266,7 +266,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             with gr.Column(scale=3), gr.Tabs(selected="seed") as tabs:
                 with gr.Tab("Seed", id="seed"):
                     with gr.Row():
-                        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                        seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
                         rand_btn = gr.Button("🎲 Random seed", elem_id="random")
                         gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     image = gr.Image(
@@ -314,8 +314,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     mix_gallery = gr.Gallery(label="Mixed images", columns=8, format="png", height="auto")
                 with gr.Tab("Interpolation", id="interp", visible=spec0.has("interpolate")) as interp_tab:
                     with gr.Row():
-                        ip_from = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="From seed")
-                        ip_to = gr.Number(1, precision=0, minimum=0, maximum=MAX_SEED, label="To seed")
+                        ip_from = gr.Number(0, precision=0, label="From seed")
+                        ip_to = gr.Number(1, precision=0, label="To seed")
                         ip_steps = gr.Slider(2, 32, value=8, step=1, label="Frames")
                         ip_space = gr.Radio([("W (lerp)", "w"), ("Z (slerp)", "z")], value="w", label="Space")
                     ip_btn = gr.Button("Interpolate", variant="primary", elem_id="interp-generate")

@@ -1,0 +1,205 @@
+"""The explorer over local models, driven through its API with gradio_client: every endpoint's pixels must be the
+sampling core's for the same settings, parameters travel in the PNGs, and errors come back as readable lines."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+import ganserve  # noqa: E402
+from ganserve.images import read_png_params  # noqa: E402
+from ganserve.sampling import sample  # noqa: E402
+from ganserve.ui.app import build_app, launch  # noqa: E402
+from ganserve.ui.backend import LocalBackend  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # pandas deprecations inside Gradio
+COMMON = dict(psi=1.0, cutoff=6, noise_mode="const", class_index=None, temperature=1.0, top_k=0, top_p=1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_models_dir):
+    backend = LocalBackend({p.stem: p for p in sorted(tiny_models_dir.glob("*.safetensors"))})
+    app = build_app(backend)
+    _, url, _ = launch(app, port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return gradio_client.Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_dir):
+    return {name: ganserve.load(tiny_models_dir / f"{name}.safetensors") for name in ("tiny", "tiny-cond")}
+
+
+def pixels(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"  # not Gradio's default WebP
+        a = np.asarray(im)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def gallery_paths(gallery: list) -> list[str]:
+    return [item["image"] for item in gallery]
+
+
+def returns_by_label(client, endpoint: str, values: tuple) -> dict:
+    """An endpoint's outputs keyed by their component labels (gr.update dicts reduced to their value)."""
+    labels = [
+        r["label"]
+        for r in client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["returns"]
+    ]
+    out = {}
+    for label, v in zip(labels, values):
+        out[label] = v.get("value") if isinstance(v, dict) and v.get("__type__") == "update" else v
+    return out
+
+
+def test_endpoints_are_listed(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/generate", "/grid", "/style_mix", "/interpolate", "/restore", "/model_info"} <= names
+
+
+def test_generate_matches_core_and_embeds_params(client, models):
+    path, params, status = client.predict(
+        model="tiny", seed=5, **{**COMMON, "psi": 0.7, "cutoff": 3, "noise_mode": "random"}, api_name="/generate"
+    )
+    want = sample(models["tiny"], seeds=[5], truncation_psi=0.7, truncation_cutoff=3, noise_mode="random")
+    np.testing.assert_array_equal(pixels(path), want.images[0])
+    assert params == want.params[0]
+    with open(path, "rb") as f:
+        assert read_png_params(f.read()) == want.params[0]
+    assert "seed 5" in status
+
+
+def test_grid_matches_core(client, models):
+    gallery, params, _ = client.predict(
+        model="tiny", seeds="0-3,9", **{**COMMON, "psi": 0.5, "noise_mode": "none"}, api_name="/grid"
+    )
+    want = sample(models["tiny"], seeds="0-3,9", truncation_psi=0.5, noise_mode="none")
+    assert params == want.params
+    paths = gallery_paths(gallery)
+    assert len(paths) == 5
+    for path, img, prm in zip(paths, want.images, want.params):
+        np.testing.assert_array_equal(pixels(path), img)
+        with open(path, "rb") as f:
+            assert read_png_params(f.read()) == prm
+
+
+def test_style_mix_matches_core_and_figure_layout(client, models):
+    figure, gallery, params, _ = client.predict(
+        model="tiny", row_seeds="0-1", col_seeds="7-9", layers="custom", start=1, stop=4, **COMMON,
+        api_name="/style_mix",
+    )  # fmt: skip
+    G = models["tiny"]
+    want = sample(G, seeds=[0, 1], style_mix={"seeds": [7, 8, 9], "layers": [1, 4]})
+    paths = gallery_paths(gallery)
+    assert len(paths) == 6
+    for path, img in zip(paths, want.images):
+        np.testing.assert_array_equal(pixels(path), img)
+    assert [p["style_mix"] for p in params] == [{"seeds": [m], "layers": [1, 4]} for _ in (0, 1) for m in (7, 8, 9)]
+    # StyleGAN2-ADA's figure: column seeds on top, row seeds on the left, mixes inside.
+    fig = pixels(figure)
+    src = sample(G, seeds=[0, 1, 7, 8, 9]).images
+    h, w = src.shape[1:3]
+    assert fig.shape[:2] == (3 * h, 4 * w)
+    assert (fig[:h, :w] == 255).all()
+    np.testing.assert_array_equal(fig[:h, w : 2 * w], src[2])  # seed 7
+    np.testing.assert_array_equal(fig[2 * h :, :w], src[1])  # seed 1
+    np.testing.assert_array_equal(fig[2 * h :, 3 * w :], want.images[5])  # 1 x 9
+
+
+def test_interpolate_matches_core_with_gif_and_strip(client, models):
+    gallery, gif, gif_file, strip, params, status = client.predict(
+        model="tiny", seed=1, to_seed=3, steps=5, space="z", **COMMON, api_name="/interpolate"
+    )
+    want = sample(models["tiny"], seeds=[1], interpolate={"to_seed": 3, "steps": 5, "space": "z"})
+    paths = gallery_paths(gallery)
+    assert len(paths) == 5
+    for path, img in zip(paths, want.images):
+        np.testing.assert_array_equal(pixels(path), img)
+    assert [p["t"] for p in params] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert gif.endswith(".gif") and "5 frames in Z" in status
+    with Image.open(gif_file) as im:
+        assert im.format == "GIF" and im.n_frames == 8  # forward and back, ends not repeated
+    np.testing.assert_array_equal(pixels(strip), np.concatenate(list(want.images), axis=1))
+
+
+def test_class_picker_follows_the_model(client, models):
+    cond = returns_by_label(client, "/model_info", client.predict("tiny-cond", 6, None, api_name="/model_info"))
+    assert cond["Class"] == 0
+    uncond = client.predict("tiny", 6, None, api_name="/model_info")
+    cls_update = next(v for v in uncond if isinstance(v, dict) and "choices" in v and v.get("visible") is False)
+    assert cls_update["choices"] == []
+    cond_raw = client.predict("tiny-cond", 6, None, api_name="/model_info")
+    choices = next(v["choices"] for v in cond_raw if isinstance(v, dict) and v.get("choices") and v.get("value") == 0)
+    assert [c[0] for c in choices] == ["0: circle", "1: square", "2: triangle"]
+
+    path, params, _ = client.predict(model="tiny-cond", seed=3, **{**COMMON, "class_index": 2}, api_name="/generate")
+    want = sample(models["tiny-cond"], seeds=[3], **{"class": 2})
+    np.testing.assert_array_equal(pixels(path), want.images[0])
+    assert params["class"] == 2
+    other = sample(models["tiny-cond"], seeds=[3], **{"class": 0}).images[0]
+    assert not np.array_equal(pixels(path), other)
+
+
+def test_restore_settings_from_a_png(client):
+    _, gallery, _, _ = client.predict(
+        model="tiny", row_seeds="4", col_seeds="11", layers="middle", start=0, stop=4,
+        **{**COMMON, "psi": 0.6, "cutoff": 2, "noise_mode": "none"}, api_name="/style_mix",
+    )  # fmt: skip
+    png = gallery_paths(gallery)[0]
+    got = returns_by_label(client, "/restore", client.predict(gradio_client.handle_file(png), api_name="/restore"))
+    assert got["Row seeds (take the other layers)"] == "4"
+    assert got["Column seeds (give the chosen layers)"] == "11"
+    assert got["Layers from the column seeds"] == "middle"
+    assert got["Truncation ψ"] == 0.6
+    assert got["Truncation cutoff (truncate the first N ws; max = all)"] == 2
+    assert got["Noise mode"] == "none"
+    assert got["Model"] == "tiny"
+
+    path, _, _ = client.predict(model="tiny", seed=77, **COMMON, api_name="/generate")
+    got = returns_by_label(client, "/restore", client.predict(gradio_client.handle_file(path), api_name="/restore"))
+    assert got["Seed"] == 77
+
+
+def test_restore_refuses_a_png_without_params(client, tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(plain)
+    with pytest.raises(gradio_client.exceptions.AppError, match="carries no ganserve parameters"):
+        client.predict(gradio_client.handle_file(str(plain)), api_name="/restore")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "kwargs", "message"),
+    [
+        ("/grid", {"seeds": "abc"}, "Invalid seeds: 'abc' is not a seed"),
+        ("/grid", {"seeds": "0-99"}, "Invalid seeds: 100 images requested; the limit is 64"),
+        ("/generate", {"seed": -3}, "Invalid seed: expected a whole number"),
+        ("/style_mix", {"row_seeds": "1", "col_seeds": "2", "layers": "custom", "start": 5, "stop": 3},
+         "Invalid style_mix.layers: expected [start, stop) with 0 <= start <= stop"),
+        ("/style_mix", {"row_seeds": "0-8", "col_seeds": "0-8", "layers": "fine"},
+         "Invalid seeds: 81 images requested; the limit is 64"),
+    ],
+)  # fmt: skip
+def test_errors_are_readable_lines(client, endpoint, kwargs, message):
+    with pytest.raises(gradio_client.exceptions.AppError) as err:
+        client.predict(model="tiny", **kwargs, **COMMON, api_name=endpoint)
+    text = str(err.value)
+    assert message in text
+    assert "Traceback" not in text
