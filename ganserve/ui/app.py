@@ -38,7 +38,11 @@ log = logging.getLogger("ganserve.ui")
 TITLE = "ganserve latent explorer"
 # System fonts only: the default theme would fetch Google Fonts, which an offline machine waits on.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-CSS = ".gs-pixelated img { image-rendering: pixelated; }"  # small generators: show pixels, not a blur
+# Small generators: scale images up to the frame, and show their pixels rather than a blur.
+CSS = """
+.gs-pixelated img { image-rendering: pixelated; }
+.gs-fill img { width: 100%; height: 100%; object-fit: contain; }
+"""
 
 
 class _Files:
@@ -240,7 +244,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     value=max(spec0.num_ws, 1),
                     step=1,
                     elem_id="cutoff",
-                    label="Truncation cutoff (truncate the first N ws; max = all)",
+                    label="Truncation cutoff",
+                    info="truncate the first N ws (max: all)",
                     visible=spec0.has("truncation_cutoff"),
                 )
                 noise = gr.Radio(
@@ -267,7 +272,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 with gr.Tab("Seed", id="seed"):
                     with gr.Row():
                         seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
-                        rand_btn = gr.Button("🎲 Random seed", elem_id="random")
+                        rand_btn = gr.Button("Random seed", elem_id="random")
                         gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     image = gr.Image(
                         format="png",
@@ -276,7 +281,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         interactive=False,
                         height=384,
                         elem_id="image",
-                        elem_classes="gs-pixelated",
+                        elem_classes=["gs-pixelated", "gs-fill"],
                     )
                     with gr.Accordion("Region re-sampling", open=False, visible=spec0.region_resampling) as region:
                         region_image = gr.Image(
@@ -309,9 +314,13 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         type="filepath",
                         label="Style mixing figure",
                         interactive=False,
-                        elem_classes="gs-pixelated",
+                        height=512,
+                        elem_id="mix-figure",
+                        elem_classes=["gs-pixelated", "gs-fill"],
                     )
-                    mix_gallery = gr.Gallery(label="Mixed images", columns=8, format="png", height="auto")
+                    mix_gallery = gr.Gallery(
+                        label="Mixed images", columns=8, format="png", height="auto", elem_classes="gs-pixelated"
+                    )
                 with gr.Tab("Interpolation", id="interp", visible=spec0.has("interpolate")) as interp_tab:
                     with gr.Row():
                         ip_from = gr.Number(0, precision=0, label="From seed")
@@ -323,9 +332,22 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         label="Frames", columns=8, format="png", height="auto", elem_classes="gs-pixelated"
                     )
                     with gr.Row():
-                        ip_strip = gr.Image(format="png", type="filepath", label="Strip", interactive=False)
-                        ip_gif = gr.Image(type="filepath", label="Animation", interactive=False)
+                        ip_gif = gr.Image(
+                            type="filepath",
+                            label="Animation",
+                            interactive=False,
+                            height=256,
+                            elem_classes=["gs-pixelated", "gs-fill"],
+                        )
                         ip_file = gr.File(label="Download GIF")
+                    ip_strip = gr.Image(
+                        format="png",
+                        type="filepath",
+                        label="Strip",
+                        interactive=False,
+                        height=160,
+                        elem_classes=["gs-pixelated", "gs-fill"],
+                    )
 
         common = [psi, cutoff, noise, cls, temp, top_k, top_p]
         grid_params, mix_params, ip_params = gr.State([]), gr.State([]), gr.State([])
