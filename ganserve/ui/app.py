@@ -119,7 +119,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             truncation_psi=float(psi),
             truncation_cutoff=None if cutoff is None else int(cutoff),
             noise_mode=noise or "const",
-            class_=None if cls in (None, "") else int(cls),
+            class_=None if cls in (None, "") else cls,
             temperature=float(temp if temp is not None else 1.0),
             top_k=int(top_k) if top_k else None,
             top_p=float(top_p) if top_p is not None else None,
@@ -259,6 +259,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     value=0 if spec0.class_picker else None,
                     label="Class",
                     visible=spec0.class_picker,
+                    # API callers may pick a class of any served model, not only of the one the page shows first.
+                    allow_custom_value=True,
                     elem_id="class",
                 )
                 with gr.Group(visible=spec0.vq_sampling) as vq_group:
@@ -489,8 +491,7 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any) -> list[A
     spec = ControlSpec.from_info(info)
     top = max(spec.num_ws, 1)
     cutoff = top if cutoff_value is None or not 0 <= int(cutoff_value) <= top else int(cutoff_value)
-    n_classes = len(spec.classes)
-    cls = int(cls_value) if cls_value not in (None, "") and 0 <= int(cls_value) < n_classes else 0
+    cls = _class_index(cls_value, spec.classes)
     psi = _slider(spec, "truncation_psi", -1, 2, 1.0)
     temp = _slider(spec, "temperature", 0.01, 10, 1.0)
     return [
@@ -507,6 +508,15 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any) -> list[A
         gr.update(maximum=top),
         gr.update(maximum=top),
     ]
+
+
+def _class_index(value: Any, classes: tuple[str, ...]) -> int:
+    """The picker's index for an index or a class name; 0 when it names no class of this model."""
+    text = "" if value is None else str(value).strip()
+    if text.isdigit() and int(text) < len(classes):
+        return int(text)
+    lowered = [c.lower() for c in classes]
+    return lowered.index(text.lower()) if text.lower() in lowered else 0
 
 
 def _selected_params(state: list[dict[str, Any]], evt: gr.SelectData) -> dict[str, Any] | None:

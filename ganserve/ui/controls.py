@@ -87,7 +87,7 @@ class Settings:
     truncation_psi: float = 1.0
     truncation_cutoff: int | None = None  # None: every w is truncated
     noise_mode: str = "const"
-    class_: int | None = None
+    class_: int | str | None = None  # an index, or a class name (the server resolves names)
     temperature: float = 1.0
     top_k: int | None = None  # None / 0: no top-k filtering
     top_p: float | None = None  # None / 1.0: no nucleus filtering
@@ -105,7 +105,8 @@ def common_fields(spec: ControlSpec, s: Settings) -> dict[str, Any]:
     if spec.has("noise_mode"):
         req["noise_mode"] = s.noise_mode
     if spec.class_picker and s.class_ is not None:
-        req["class"] = int(s.class_)
+        c = s.class_
+        req["class"] = int(c) if isinstance(c, int) or str(c).strip().isdigit() else str(c).strip()
     if spec.has("temperature"):
         req["temperature"] = float(s.temperature)
     if spec.has("top_k") and s.top_k:
