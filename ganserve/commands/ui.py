@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from ganserve.ui.backend import Backend
 
 DEFAULT_INFERENCE = "http://127.0.0.1:8080"  # TorchServe's default inference address
 
@@ -24,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--management", default=None, help="management API URL (default: the server's host, port + 1)")
     p.add_argument(
         "--key-file",
-        default=os.environ.get("GANSERVE_KEY_FILE"),
+        default=None,
         help="TorchServe key_file.json when token auth is on (`ganserve serve` prints it; env GANSERVE_KEY_FILE)",
     )
     p.add_argument("--local", action="store_true", help="generate in this process instead of calling a server")
@@ -47,7 +50,7 @@ def management_for(server: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port + 1}"))
 
 
-def make_backend(args: argparse.Namespace):
+def make_backend(args: argparse.Namespace) -> Backend:
     from ganserve.ui.backend import LocalBackend
     from ganserve.ui.remote import HTTPBackend
 
@@ -58,7 +61,8 @@ def make_backend(args: argparse.Namespace):
         if args.model:
             from ganserve.models.loading import resolve
 
-            models = {Path(m).stem if m.endswith(".safetensors") else m: resolve(m) for m in args.model}
+            paths = [resolve(m) for m in args.model]
+            models = {p.stem: p for p in paths}
         backend = LocalBackend(models, device=args.device)
         if not backend.models():
             raise ValueError("no models found: pass --model NAME|PATH or set GANSERVE_CHECKPOINTS")
@@ -66,7 +70,8 @@ def make_backend(args: argparse.Namespace):
     if args.model:
         raise ValueError("--model is for --local; a server lists its own models")
     server = args.server or DEFAULT_INFERENCE
-    return HTTPBackend(server, args.management or management_for(server), args.key_file)
+    key_file = args.key_file or os.environ.get("GANSERVE_KEY_FILE") or None
+    return HTTPBackend(server, args.management or management_for(server), key_file)
 
 
 def run(args: argparse.Namespace) -> int:
