@@ -15,8 +15,7 @@ from ganserve.cli import build_parser, main
 from ganserve.commands.ui import make_backend, management_for
 from ganserve.ui.backend import LocalBackend
 from ganserve.ui.remote import HTTPBackend
-
-from .conftest import ganserve_cmd
+from tests.conftest import ganserve_cmd
 
 
 def args_for(*argv: str):

@@ -408,7 +408,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             if not data:
                 raise BackendError("upload a PNG made by ganserve", "image")
             r = restore_from_png(data)
-            if r.model and r.model not in models:
+            if r.model and r.model not in backend.models():
                 raise BackendError(
                     f"the image was made by model '{r.model}', which this source does not serve", "model"
                 )
@@ -456,6 +456,14 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             status,
         ]
         restore_file.upload(restore, restore_file, restore_outputs, api_name="restore")
+
+        # Each page load re-reads the model list: a server may have registered or dropped models since start-up.
+        @_readable
+        def refresh_models(current: str | None):
+            names = backend.models()
+            return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
+
+        app.load(refresh_models, model, model, api_visibility="undocumented")
     return app
 
 
