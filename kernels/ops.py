@@ -9,6 +9,7 @@ to the PyTorch reference (see ganserve.kernels.switch). The Triton modules are i
 from __future__ import annotations
 
 import torch
+import torch._decomp
 from ganserve.kernels import reference, switch
 from torch import Tensor
 
@@ -62,6 +63,12 @@ def _modulated_conv2d_decomposition(x, weight, styles, noise, bias, demodulate, 
 
 def _vq_nearest_decomposition(z, codebook, metric, splits):
     return reference.vq_nearest(z, codebook, metric)
+
+
+# Also in torch's global decomposition table, which torch.onnx.export (dynamo) consults: ONNX export of a model that
+# calls these ops decomposes them to standard ops without any extra step. Eager, compile and export keep the ops.
+torch._decomp.register_decomposition(torch.ops.ganserve.modulated_conv2d.default)(_modulated_conv2d_decomposition)
+torch._decomp.register_decomposition(torch.ops.ganserve.vq_nearest.default)(_vq_nearest_decomposition)
 
 
 def decompositions() -> dict:

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 from ganserve.kernels import switch
+from ganserve.kernels.modconv_triton import quick_bench
 from ganserve.kernels.reference import NORM_EPS
 
 INTERPRETED = switch.interpreting()
@@ -34,6 +35,8 @@ def _configs() -> list[triton.Config]:
         (64, 64, 64, 4, 4),
         (128, 128, 64, 8, 3),
         (32, 128, 32, 4, 4),
+        (64, 64, 32, 4, 4),  # D = 32 (factorised codes)
+        (128, 128, 32, 8, 4),
     ]:
         configs.append(triton.Config({"BLOCK_Q": bq, "BLOCK_C": bc, "BLOCK_D": bd}, num_warps=warps, num_stages=stages))
     return configs
@@ -98,7 +101,18 @@ def _vq_kernel(
     tl.store(index_ptr + out, best_idx, mask=q_mask)
 
 
-_tuned_kernel = triton.autotune(configs=_configs(), key=["N", "K", "D", "COSINE"])(_vq_kernel)
+def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    """Chunks of D wider than D only waste the autotuner's time."""
+    max_d = max(16, triton.next_power_of_2(named_args["D"]))
+    return [c for c in configs if c.kwargs["BLOCK_D"] <= max_d] or configs
+
+
+_tuned_kernel = triton.autotune(
+    configs=_configs(),
+    key=["N", "K", "D", "COSINE"],
+    prune_configs_by={"early_config_prune": _prune},
+    do_bench=quick_bench,
+)(_vq_kernel)
 
 
 def _num_splits(n: int, k: int, device: torch.device) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ["sample"]
+BENCHES = ["sample", "kernels"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
