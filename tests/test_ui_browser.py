@@ -110,3 +110,30 @@ def test_server_errors_show_as_messages(page, app_url):
     assert "100 images requested; the limit is 64" in text
     assert "Traceback" not in text
     assert page.locator("#grid-generate").is_enabled()  # the page stays usable
+
+
+def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("#generate")
+    assert not page.locator("#class").is_visible()  # 'tiny' is unconditional
+    page.locator("#model input").click()
+    page.get_by_role("option", name="tiny-cond").click()
+    page.locator("#class").wait_for(state="visible")
+    page.locator("#class input").click()
+    names = page.get_by_role("option").all_inner_texts()
+    assert [n.replace("✓", "").strip() for n in names] == ["0: circle", "1: square", "2: triangle"]
+    page.get_by_role("option", name="2: triangle").click()
+
+    page.get_by_role("tab", name="Seed grid").click()
+    page.locator("#grid-seeds textarea, #grid-seeds input").first.fill("5-8")
+    page.click("#grid-generate")
+    thumbs = page.locator("#grid-gallery button.thumbnail-item, #grid-gallery .thumbnail-item")
+    thumbs.nth(3).wait_for()
+    assert thumbs.count() == 4
+    thumbs.nth(2).click()
+    # The JSON viewer puts tokens on lines of their own: compare without whitespace.
+    page.wait_for_function(
+        "() => document.querySelector('#params').innerText.replace(/\\s+/g, '').includes('\"seeds\":[7]')"
+    )
+    text = "".join(page.locator("#params").inner_text().split())
+    assert '"class":2' in text and '"model":"tiny-cond"' in text

@@ -298,7 +298,12 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         grid_seeds = gr.Textbox("0-15", label="Seeds (e.g. 0-15 or 1,5,9)", elem_id="grid-seeds")
                         grid_btn = gr.Button("Generate grid", variant="primary", elem_id="grid-generate")
                     grid_gallery = gr.Gallery(
-                        label="Grid", columns=8, format="png", height="auto", elem_classes="gs-pixelated"
+                        label="Grid",
+                        columns=8,
+                        format="png",
+                        height="auto",
+                        elem_classes="gs-pixelated",
+                        elem_id="grid-gallery",
                     )
                 with gr.Tab("Style mixing", id="mix", visible=spec0.has("style_mix")) as mix_tab:
                     with gr.Row():
