@@ -1,0 +1,159 @@
+"""Request bodies in, HTTP-shaped responses out, for a batch at a time: the serving core, free of engine imports.
+
+Each body is validated on its own (a bad one gets its own 400 and never fails its neighbours); the valid ones run as
+one generator call through ``ganserve.sampling.render`` and are split back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ganserve.backends import load_backend
+from ganserve.requests import DEFAULT_MAX_IMAGES, LAYER_GROUPS, RequestError, request_json_schema
+from ganserve.sampling import (
+    DEFAULT_BATCH_SIZE,
+    SampleResult,
+    class_names,
+    encode_result,
+    model_name,
+    model_version,
+    plan,
+    render,
+)
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        return {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}.get(self.status, "")
+
+
+def error_response(status: int, payload: dict[str, Any]) -> Response:
+    return Response(status, json.dumps(payload).encode(), "application/json")
+
+
+def decode_body(raw: Any) -> dict[str, Any]:
+    """A request body as the engine hands it over (bytes, str, or JSON it already parsed) -> a dict."""
+    if isinstance(raw, (bytes, bytearray)):
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestError("", f"the request body is over {MAX_BODY_BYTES} bytes")
+        try:
+            raw = json.loads(bytes(raw).decode("utf-8")) if raw.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RequestError("", f"the request body is not valid JSON ({e})") from None
+    elif isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as e:
+            raise RequestError("", f"the request body is not valid JSON ({e})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RequestError("", f"the request body must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+@dataclass
+class BatchStats:
+    images: int = 0
+    generator_ms: float = 0.0
+    errors: int = 0
+
+
+class SampleService:
+    """One loaded generator answering sample requests, a batch at a time."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        max_images: int = DEFAULT_MAX_IMAGES,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.model, self.max_images, self.batch_size = model, max_images, batch_size
+        self.last = BatchStats()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str,
+        *,
+        backend: str = "eager",
+        device: str = "cpu",
+        name: str | None = None,
+        **options: Any,
+    ) -> SampleService:
+        model = load_backend(backend, checkpoint, device=device)
+        if name:
+            model.name = name
+        return cls(model, **options)
+
+    def handle_batch(self, bodies: list[Any]) -> list[Response]:
+        responses: list[Response | None] = [None] * len(bodies)
+        plans = {}
+        for i, raw in enumerate(bodies):
+            try:
+                plans[i] = plan(self.model, decode_body(raw), max_images=self.max_images)
+            except RequestError as e:
+                responses[i] = error_response(400, e.to_dict())
+            except Exception as e:  # a planning bug must not fail the neighbours
+                log.exception("planning failed")
+                responses[i] = error_response(500, {"error": "internal error", "message": f"{type(e).__name__}: {e}"})
+        stats = BatchStats()
+        if plans:
+            t0 = time.perf_counter()
+            try:
+                images = render(self.model, list(plans.values()), self.batch_size)
+            except Exception as e:
+                log.exception("generator failed")
+                for i in plans:
+                    msg = {"error": "internal error", "message": f"generator failed: {type(e).__name__}: {e}"}
+                    responses[i] = error_response(500, msg)
+            else:
+                stats.generator_ms = (time.perf_counter() - t0) * 1000
+                for (i, p), imgs in zip(plans.items(), images):
+                    result = SampleResult(imgs, p.params, p.request, model_name(self.model), model_version(self.model))
+                    try:
+                        enc = encode_result(result)
+                    except Exception as e:
+                        log.exception("encoding failed")
+                        responses[i] = error_response(500, {"error": "internal error", "message": str(e)})
+                        continue
+                    responses[i] = Response(200, enc.body, enc.content_type, enc.headers)
+                    stats.images += len(imgs)
+        stats.errors = sum(r.status != 200 for r in responses if r is not None)
+        self.last = stats
+        return [r for r in responses if r is not None]
+
+    def describe(self) -> dict[str, Any]:
+        m = self.model
+        cfg = m.config
+        return {
+            "name": model_name(m),
+            "family": m.family,
+            "version": model_version(m),
+            "resolution": cfg.resolution,
+            "img_channels": cfg.img_channels,
+            "num_ws": m.num_ws,
+            "classes": class_names(m) if cfg.c_dim else [],
+            "layer_groups": list(LAYER_GROUPS),
+            "max_images": self.max_images,
+            "batch_size": self.batch_size,
+            "dataset": (getattr(m, "checkpoint_info", None) or {}).get("dataset"),
+            "request_schema": request_json_schema(m.family),
+        }
