@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
-COMMANDS = ["sample", "train", "export", "bench", "ui"]
+COMMANDS = ["sample", "train", "serve", "export", "bench", "ui"]
 
 
 class CommandError(Exception):
