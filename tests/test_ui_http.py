@@ -80,7 +80,9 @@ class StandInServer:
             def _authorised(self) -> bool:
                 if self.headers.get("Authorization") == f"Bearer {KEYS[api]}":
                     return True
-                self._json(401, {"code": 401, "type": "InvalidKeyException", "message": "Token Authorization failed"})
+                # as TorchServe 0.12 answers a wrong or missing token
+                msg = "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
+                self._json(400, {"code": 400, "type": "InvalidKeyException", "message": msg})
                 return False
 
             def do_GET(self) -> None:
@@ -178,7 +180,7 @@ def test_errors_become_backend_errors(backend, server, key_file, tmp_path):
 
     bad = tmp_path / "bad_keys.json"
     bad.write_text(json.dumps({"management": {"key": "wrong"}, "inference": {"key": "wrong"}}))
-    with pytest.raises(BackendError, match="refused the request \\(401\\)"):
+    with pytest.raises(BackendError, match="refused the request \\(400, token authorisation\\)"):
         HTTPBackend(server.inference_url, server.management_url, bad).models()
     with pytest.raises(BackendError, match="server error 404"):
         backend.describe("nope")

@@ -114,8 +114,15 @@ def _error(resp: Any) -> BackendError:
         data = resp.json()
     except ValueError:
         data = None
-    if resp.status_code in (401, 403):
-        return BackendError(f"the server refused the request ({resp.status_code}): check the key file / token")
+    # TorchServe answers a missing or wrong token with 400 {"type": "InvalidKeyException", "message": "Token ..."}.
+    token_refused = isinstance(data, dict) and (
+        "InvalidKey" in str(data.get("type", "")) or "Token Authorization failed" in str(data.get("message", ""))
+    )
+    if resp.status_code in (401, 403) or token_refused:
+        return BackendError(
+            f"the server refused the request ({resp.status_code}, token authorisation): check the key file "
+            "(`ganserve serve` prints its path; --key-file)"
+        )
     if isinstance(data, dict) and "message" in data:
         if resp.status_code == 400 and "field" in data:
             return BackendError(str(data["message"]), str(data.get("field") or ""))
