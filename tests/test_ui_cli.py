@@ -27,11 +27,15 @@ def test_management_url_follows_torchserve_convention():
     assert management_for("http://example.org:9000/") == "http://example.org:9001/"
 
 
-def test_backend_choice(tiny_path, monkeypatch):
+def test_backend_choice(tiny_path, monkeypatch, tmp_path):
     monkeypatch.delenv("GANSERVE_KEY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
     b = make_backend(args_for("--server", "http://10.0.0.5:9080"))
     assert isinstance(b, HTTPBackend)
     assert (b.inference_url, b.management_url, b.key_file) == ("http://10.0.0.5:9080", "http://10.0.0.5:9081", None)
+    (tmp_path / "model_server").mkdir()  # where `ganserve serve` keeps TorchServe's keys by default
+    (tmp_path / "model_server" / "key_file.json").write_text("{}")
+    assert make_backend(args_for()).key_file == tmp_path / "model_server" / "key_file.json"
     monkeypatch.setenv("GANSERVE_KEY_FILE", "/srv/ts/key_file.json")
     assert str(make_backend(args_for()).key_file) == "/srv/ts/key_file.json"
     local = make_backend(args_for("--local", "--model", str(tiny_path)))  # the env key file does not get in the way

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ganserve.ui.backend import Backend
 
 DEFAULT_INFERENCE = "http://127.0.0.1:8080"  # TorchServe's default inference address
+# Where `ganserve serve` (default --workdir model_server) has TorchServe write its token keys.
+DEFAULT_KEY_FILE = Path("model_server") / "key_file.json"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--key-file",
         default=None,
-        help="TorchServe key_file.json when token auth is on (`ganserve serve` prints it; env GANSERVE_KEY_FILE)",
+        help="TorchServe key_file.json when token auth is on (`ganserve serve` prints it; default $GANSERVE_KEY_FILE, "
+        f"else {DEFAULT_KEY_FILE} when it exists)",
     )
     p.add_argument("--local", action="store_true", help="generate in this process instead of calling a server")
     p.add_argument(
@@ -71,6 +75,8 @@ def make_backend(args: argparse.Namespace) -> Backend:
         raise ValueError("--model is for --local; a server lists its own models")
     server = args.server or DEFAULT_INFERENCE
     key_file = args.key_file or os.environ.get("GANSERVE_KEY_FILE") or None
+    if key_file is None and DEFAULT_KEY_FILE.is_file():
+        key_file = str(DEFAULT_KEY_FILE.resolve())
     return HTTPBackend(server, args.management or management_for(server), key_file)
 
 
@@ -83,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         app = build_app(backend)
     except BackendError as e:
         raise ValueError(str(e)) from None
-    print(f"ganserve ui: {backend.label} -> http://{args.host}:{args.port}", file=sys.stderr)
+    key = getattr(backend, "key_file", None)
+    print(f"ganserve ui: {backend.label}" + (f" (keys: {key})" if key else "") + f" -> http://{args.host}:{args.port}",
+          file=sys.stderr)  # fmt: skip
     launch(app, host=args.host, port=args.port)
     return 0
