@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="inference port")
     p.add_argument("--management-port", type=int, default=8081)
     p.add_argument("--metrics-port", type=int, default=8082)
+    p.add_argument("--grpc-ports", default="7070,7071", help="TorchServe's gRPC inference,management ports")
     p.add_argument("--workers", type=int, default=1, help="workers per model")
     p.add_argument("--batch-size", type=int, default=8, help="requests TorchServe batches into one generator call")
     p.add_argument("--max-batch-delay", type=int, default=50, help="ms to wait for a batch to fill")
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     server = Server(
         checkpoints, args.workdir, host=args.host, inference_port=args.port, management_port=args.management_port,
-        metrics_port=args.metrics_port, auth=not args.no_auth, workers=args.workers, archive=options,
+        metrics_port=args.metrics_port, grpc_ports=tuple(int(p) for p in args.grpc_ports.split(",")),
+        auth=not args.no_auth, workers=args.workers, archive=options,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

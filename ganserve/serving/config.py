@@ -21,6 +21,8 @@ class ServerConfig:
     inference_port: int = 8080
     management_port: int = 8081
     metrics_port: int = 8082
+    grpc_inference_port: int = 7070
+    grpc_management_port: int = 7071
     auth: bool = True
     workers: int = 1
     models: str = "all"  # what to load at start: "all" or "a.mar,b.mar"
@@ -46,6 +48,10 @@ class ServerConfig:
             "inference_address": self.inference_url,
             "management_address": self.management_url,
             "metrics_address": self.metrics_url,
+            "grpc_inference_address": self.host,
+            "grpc_management_address": self.host,
+            "grpc_inference_port": str(self.grpc_inference_port),
+            "grpc_management_port": str(self.grpc_management_port),
             "model_store": str(Path(self.model_store).resolve()),
             "load_models": self.models,
             "default_workers_per_model": str(self.workers),

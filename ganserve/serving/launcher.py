@@ -60,13 +60,14 @@ class Server:
         inference_port: int = 0,
         management_port: int = 0,
         metrics_port: int = 0,
+        grpc_ports: tuple[int, int] = (0, 0),
         auth: bool = True,
         workers: int = 1,
         archive: ArchiveOptions | None = None,
         archives: list[str | os.PathLike] = (),
     ) -> None:
         """checkpoints: model name -> .safetensors; archives: ready-made .mar files to serve as well.
-        Ports of 0 are picked free on ``host``."""
+        Ports of 0 are picked free on ``host`` (TorchServe's gRPC endpoints too, so servers can run side by side)."""
         self.workdir = Path(workdir).resolve()
         self.checkpoints, self.extra_archives = dict(checkpoints), [Path(a) for a in archives]
         self.archive_options = archive or ArchiveOptions(min_workers=workers, max_workers=workers)
@@ -76,6 +77,8 @@ class Server:
             inference_port=inference_port or free_port(host),
             management_port=management_port or free_port(host),
             metrics_port=metrics_port or free_port(host),
+            grpc_inference_port=grpc_ports[0] or free_port(host),
+            grpc_management_port=grpc_ports[1] or free_port(host),
             auth=auth,
             workers=workers,
         )
@@ -83,6 +86,11 @@ class Server:
         self.log_path = self.workdir / "torchserve.log"
 
     # ---- lifecycle -----------------------------------------------------------------------------------------------
+    @property
+    def ports(self) -> tuple[int, ...]:
+        c = self.config
+        return c.inference_port, c.management_port, c.metrics_port, c.grpc_inference_port, c.grpc_management_port
+
     @property
     def model_names(self) -> list[str]:
         return [*self.checkpoints, *(a.stem for a in self.extra_archives)]
@@ -97,7 +105,7 @@ class Server:
 
     def start(self, timeout: float = 240) -> Server:
         exe = torchserve_executable()
-        for port in (self.config.inference_port, self.config.management_port, self.config.metrics_port):
+        for port in self.ports:
             if not port_is_free(self.config.host, port):
                 raise ServerError(f"port {port} on {self.config.host} is in use")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -161,8 +169,7 @@ class Server:
         self.process.wait(timeout=10)
         self.process = None
         end = time.monotonic() + 10
-        ports = (self.config.inference_port, self.config.management_port, self.config.metrics_port)
-        while time.monotonic() < end and not all(port_is_free(self.config.host, p) for p in ports):
+        while time.monotonic() < end and not all(port_is_free(self.config.host, p) for p in self.ports):
             time.sleep(0.2)
 
     def __enter__(self) -> Server:

@@ -1,0 +1,58 @@
+"""The engine-independent serving core (no TorchServe): per-item errors, batching, internal failures."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganserve.sampling import sample
+from ganserve.serving.service import SampleService, decode_body
+
+
+def test_batch_mixing_valid_and_invalid_bodies(tiny):
+    service = SampleService(tiny, max_images=8)
+    bodies = [
+        b'{"seeds": [1]}',
+        b"{not json",
+        {"seeds": [2], "truncation_psi": 0.5},
+        {"seeds": [3], "colour": 1},
+        "[1, 2]",
+        {"seeds": "0-20"},
+    ]
+    out = service.handle_batch(bodies)
+    assert [r.status for r in out] == [200, 400, 200, 400, 400, 400]
+    assert json.loads(out[3].body)["field"] == "colour"
+    assert json.loads(out[5].body)["field"] == "seeds" and "limit" in json.loads(out[5].body)["message"]
+    img = np.asarray(Image.open(io.BytesIO(out[2].body)))
+    assert np.array_equal(img, sample(tiny, seeds=[2], truncation_psi=0.5).images[0])
+    assert service.last.images == 2 and service.last.errors == 4
+
+
+def test_generator_failure_is_a_500_and_the_service_goes_on(tiny, monkeypatch):
+    service = SampleService(tiny)
+    original = tiny.synthesis.forward
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated device fault")
+
+    monkeypatch.setattr(tiny.synthesis, "forward", broken)
+    out = service.handle_batch([{"seeds": [1]}, {"seeds": "x"}])
+    assert [r.status for r in out] == [500, 400]
+    assert "simulated device fault" in json.loads(out[0].body)["message"]
+    monkeypatch.setattr(tiny.synthesis, "forward", original)
+    assert service.handle_batch([{"seeds": [1]}])[0].status == 200
+
+
+def test_describe(tiny_cond):
+    info = SampleService(tiny_cond).describe()
+    assert info["family"] == "stylegan2" and info["classes"] == ["circle", "square", "triangle"]
+    assert info["num_ws"] == tiny_cond.num_ws and "seeds" in info["request_schema"]["properties"]
+
+
+@pytest.mark.parametrize("raw", [b"", "", None])
+def test_empty_body_means_defaults(raw):
+    assert decode_body(raw) == {}
