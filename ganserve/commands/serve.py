@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="model_server", help="model store, config, logs and the key file go here")
     p.add_argument("--no-auth", action="store_true", help="turn token authorisation off (local development only)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for workers to be READY")
+    p.add_argument("--write-kserve", metavar="DIR", default=None,
+                   help="write the KServe TorchServe layout (config/, model-store/) to DIR and exit")  # fmt: skip
     return p
 
 
@@ -49,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay, min_workers=args.workers,
         max_workers=args.workers, backend=args.backend, max_images=args.max_images, device_type=args.device,
     )  # fmt: skip
+    if args.write_kserve:
+        from ganserve.serving.kserve import write_layout
+
+        out = write_layout(args.write_kserve, checkpoints, options)
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            print(f"{path}\t{path.stat().st_size} bytes")
+        return 0
     server = Server(
         checkpoints, args.workdir, host=args.host, inference_port=args.port, management_port=args.management_port,
         metrics_port=args.metrics_port, grpc_ports=tuple(int(p) for p in args.grpc_ports.split(",")),
