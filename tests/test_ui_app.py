@@ -177,6 +177,11 @@ def test_restore_settings_from_a_png(client):
     got = returns_by_label(client, "/restore", client.predict(gradio_client.handle_file(path), api_name="/restore"))
     assert got["Seed"] == 77
 
+    # Another model's image: the model, its class picker and the class come back too.
+    path, _, _ = client.predict(model="tiny-cond", seed=9, **{**COMMON, "class_index": 2}, api_name="/generate")
+    got = returns_by_label(client, "/restore", client.predict(gradio_client.handle_file(path), api_name="/restore"))
+    assert (got["Model"], got["Class"], got["Seed"]) == ("tiny-cond", 2, 9)
+
 
 def test_restore_refuses_a_png_without_params(client, tmp_path):
     plain = tmp_path / "plain.png"
