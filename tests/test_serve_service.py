@@ -56,3 +56,13 @@ def test_describe(tiny_cond):
 @pytest.mark.parametrize("raw", [b"", "", None])
 def test_empty_body_means_defaults(raw):
     assert decode_body(raw) == {}
+
+
+def test_committed_openapi_matches_the_request_models():
+    from pathlib import Path
+
+    from ganserve.serving.openapi import build_openapi
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "openapi.json").read_text())
+    assert committed == build_openapi()
+    assert "StyleGAN2Request" in committed["components"]["schemas"]
