@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2.0)
-_batch_invariant = False
+_state = threading.local()  # per thread, so concurrent samplers in one process never switch each other's mode
 
 
 @contextlib.contextmanager
@@ -28,16 +29,16 @@ def batch_invariant(enabled: bool = True) -> Iterator[None]:
     odd pixel. Inside this context linear layers use a broadcast multiply and a reduction over a fixed axis instead
     (cheap at generator sizes); convolutions are already row-independent for batches of two or more.
     """
-    global _batch_invariant
-    previous, _batch_invariant = _batch_invariant, enabled
+    previous = getattr(_state, "batch_invariant", False)
+    _state.batch_invariant = enabled
     try:
         yield
     finally:
-        _batch_invariant = previous
+        _state.batch_invariant = previous
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    if not _batch_invariant:
+    if not getattr(_state, "batch_invariant", False):
         return F.linear(x, weight, bias)
     y = (x.unsqueeze(-1) * weight.t()).sum(-2)
     return y if bias is None else y + bias
