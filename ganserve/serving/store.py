@@ -8,6 +8,7 @@ responseTimeout, deviceType) and silently ignores others; the ``handler`` sectio
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -20,7 +21,9 @@ from typing import Any
 
 import yaml
 
-HANDLER_FILE = Path(__file__).resolve().parents[2] / "handlers" / "generator_handler.py"
+# Found through the import system (the folder handlers/ installs as ganserve.handlers), so editable and regular
+# installs both work; find_spec imports only the tiny package __init__, not the handler and torch.
+HANDLER_FILE = Path(importlib.util.find_spec("ganserve.handlers.generator_handler").origin)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
