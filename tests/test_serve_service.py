@@ -30,6 +30,7 @@ def test_batch_mixing_valid_and_invalid_bodies(tiny):
     img = np.asarray(Image.open(io.BytesIO(out[2].body)))
     assert np.array_equal(img, sample(tiny, seeds=[2], truncation_psi=0.5).images[0])
     assert service.last.images == 2 and service.last.errors == 4
+    assert float(out[0].headers["X-Ganserve-Generator-Ms"]) == pytest.approx(service.last.generator_ms, abs=0.1)
 
 
 def test_generator_failure_is_a_500_and_the_service_goes_on(tiny, monkeypatch):

@@ -52,24 +52,44 @@ def _in_process(checkpoint: Path, n: int) -> float:
 
 
 def _load(client, model: str, concurrency: int, n: int) -> dict:
-    def one(i: int) -> float:
+    def one(i: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         r = client.predict_raw(model, {"seeds": [i]})
         if r.status_code != 200:
             raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-        return (time.perf_counter() - t0) * 1000
+        return (time.perf_counter() - t0) * 1000, float(r.headers.get("X-Ganserve-Generator-Ms", "nan"))
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(concurrency)))  # warm-up: connections and workers
         t0 = time.perf_counter()
-        lat = list(pool.map(one, range(n)))
+        timed = list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
+    lat = [t for t, _ in timed]
     return {
         "concurrency": concurrency,
         "p50_ms": round(_percentile(lat, 50), 1),
         "p99_ms": round(_percentile(lat, 99), 1),
         "images_per_s": round(n / wall, 2),
+        # per request: latency minus the generator time of its batch (queueing, HTTP, frontend, IPC, encoding)
+        "non_generator_p50_ms": round(_percentile([t - g for t, g in timed], 50), 1),
     }
+
+
+def _probe(client, model: str, n: int = 32) -> dict:
+    """p50 of requests that never reach the generator: the frontend alone, and frontend + worker + validation."""
+
+    def p50(fn) -> float:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1000)
+        return round(statistics.median(times), 1)
+
+    auth = client._auth(client.inference_key)
+    ping = p50(lambda: client.session.get(f"{client.inference_url}/ping", headers=auth, timeout=30))
+    invalid = p50(lambda: client.predict_raw(model, {"seeds": [1], "truncation_psi": 99}))
+    return {"ping_p50_ms": ping, "invalid_request_p50_ms": invalid}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp, Server({name: checkpoint}, Path(tmp), archive=options) as server:
             client = server.client()
             rows = [_load(client, name, c, args.requests) for c in levels]
+            probe = _probe(client, name) if mode == "off" else None
         report[f"batching_{mode}"] = {"batch_size": bs, "rows": rows}
+        if probe:
+            report["overhead_probe_batching_off"] = probe
     if "batching_off" in report:
         p50_1 = report["batching_off"]["rows"][0]["p50_ms"]
         report["server_overhead_p50_ms_at_concurrency_1"] = round(p50_1 - report["in_process_p50_ms"], 1)
@@ -108,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"batching {mode} (batchSize {block['batch_size']}):")
         for r in block["rows"]:
             print(f"  concurrency {r['concurrency']:>3}: p50 {r['p50_ms']:>8} ms  p99 {r['p99_ms']:>8} ms  "
-                  f"{r['images_per_s']:>8} images/s")  # fmt: skip
-    for key in ("server_overhead_p50_ms_at_concurrency_1", "throughput_on_over_off"):
+                  f"{r['images_per_s']:>8} images/s  non-generator p50 {r['non_generator_p50_ms']} ms")  # fmt: skip
+    for key in ("server_overhead_p50_ms_at_concurrency_1", "overhead_probe_batching_off", "throughput_on_over_off"):
         if key in report:
             print(f"{key}: {report[key]}")
     return 0

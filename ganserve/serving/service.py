@@ -134,7 +134,9 @@ class SampleService:
                         log.exception("encoding failed")
                         responses[i] = error_response(500, {"error": "internal error", "message": str(e)})
                         continue
-                    responses[i] = Response(200, enc.body, enc.content_type, enc.headers)
+                    # The batch's generator time lets clients split latency into generator and server overhead.
+                    headers = {**enc.headers, "X-Ganserve-Generator-Ms": f"{stats.generator_ms:.1f}"}
+                    responses[i] = Response(200, enc.body, enc.content_type, headers)
                     stats.images += len(imgs)
         stats.errors = sum(r.status != 200 for r in responses if r is not None)
         self.last = stats
