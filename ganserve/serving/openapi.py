@@ -45,6 +45,7 @@ HEADERS = {
     "X-Ganserve-Model-Version": {"schema": {"type": "string"}, "description": "content-hash prefix of the checkpoint"},
     "X-Ganserve-Seeds": {"schema": {"type": "string"}, "description": "comma-separated seed of each image"},
     "X-Ganserve-Images": {"schema": {"type": "string"}},
+    "X-Ganserve-Generator-Ms": {"schema": {"type": "string"}, "description": "generator time of the request's batch"},
 }
 
 
