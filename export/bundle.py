@@ -129,7 +129,8 @@ def export_graphs(
     exporter = get_exporter(model.family)
     out = check_output(out, force)
     result = ExportResult(out)
-    with atomic_output(out) as tmp:
+    # Graphs hold standard ops only: keep ganserve.kernels' custom ops out even when exporting from a CUDA model.
+    with _kernels_off(), atomic_output(out) as tmp:
         graphs = {}
         for spec in exporter.graphs(model):
             file = spec.name + fmt_mod.SUFFIX
@@ -160,6 +161,14 @@ def export_graphs(
         (tmp / MANIFEST).write_text(json.dumps(result.manifest, indent=2))
     result.files = list_files(out)
     return result
+
+
+def _kernels_off() -> contextlib.AbstractContextManager:
+    try:
+        from ganserve.kernels import use_kernels
+    except ImportError:
+        return contextlib.nullcontext()
+    return use_kernels(False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
