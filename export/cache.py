@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ganserve.export.bundle import MANIFEST, export_graphs, load_exported
+from ganserve.export.bundle import MANIFEST, export_graphs, load_exported, read_manifest
 from torch import nn
 
 
@@ -34,7 +34,13 @@ def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **o
     from ganserve.models.loading import resolve
 
     ckpt = resolve(source)
-    digest = read_metadata(ckpt)["content_hash"].split(":", 1)[1][:16]
+    content_hash = read_metadata(ckpt)["content_hash"]
+    beside = ckpt.parent  # a TorchServe model folder: graphs unpacked next to the checkpoint they came from
+    if is_export(beside):
+        manifest = read_manifest(beside)
+        if manifest["format"] == fmt and manifest.get("checkpoint_info", {}).get("content_hash") == content_hash:
+            return load_exported(beside, device, fmt, **options)
+    digest = content_hash.split(":", 1)[1][:16]
     folder = cache_root() / f"{ckpt.stem}-{digest}-{fmt}"
     if not is_export(folder):
         export_graphs(ganserve.load(ckpt), fmt, folder, force=True)

@@ -139,3 +139,37 @@ def test_conditional_mapping_graph(tiny_cond_path, tmp_path):
     z = torch.randn(1, cond.config.z_dim)
     a, b = (runner(z, torch.tensor([k]), torch.tensor(1.0), torch.tensor(cond.num_ws)) for k in (0, 2))
     assert (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.slow
+def test_onnx_archive_serves_in_torchserve(exported, eager, tiny_path, tmp_path):
+    """A .mar carrying the ONNX graphs, backend onnx in model-config.yaml: a real TorchServe loads it and answers."""
+    import io
+    import zipfile
+
+    import yaml
+    from ganserve.export.mar import export_mar
+    from PIL import Image
+
+    from ganserve.serving.launcher import Server
+
+    result = export_mar(tiny_path, tmp_path / "tiny-onnx.mar", backend="onnx", graphs=exported.path, batch_size=2)
+    mar = result.path
+    with zipfile.ZipFile(mar) as z:
+        names = set(z.namelist())
+        config = yaml.safe_load(z.read("model-config.yaml"))
+    assert {"mapping.onnx", "synthesis.onnx", "ganserve-export.json", "tiny.safetensors"} <= names
+    assert config["handler"]["backend"] == "onnx" and config["batchSize"] == 2
+    body = {"seeds": [3], "truncation_psi": 0.7, "noise_mode": "random"}
+    with Server({}, tmp_path / "ts", archives=[mar]) as server:
+        resp = server.client().predict("tiny-onnx", body)
+        assert resp.status_code == 200, resp.text
+        served = np.asarray(Image.open(io.BytesIO(resp.content))).astype(int)
+        log = (
+            (tmp_path / "ts" / "logs" / "model_log.log").read_text(errors="replace")
+            if (tmp_path / "ts" / "logs" / "model_log.log").exists()
+            else ""
+        )
+    expected = sample(eager, body).images[0].astype(int)
+    assert np.abs(served - expected).max() <= 1
+    assert "Traceback" not in log

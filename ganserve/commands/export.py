@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError(f"unknown format '{args.format}' (formats: {', '.join(FORMATS)})")
     if args.format != "mar" and (args.backend or args.batch_size or args.device):
         raise ExportError("--backend, --batch-size and --device apply to --format mar only")
-    check_output(args.out, args.force)
+    if args.format != "mar":  # a .mar's target depends on the model name: export_mar checks it
+        check_output(args.out, args.force)
     with _quiet_exporter():
         if args.format == "mar":
             from ganserve.export.mar import export_mar
