@@ -109,23 +109,33 @@ def _modconv_kernel(
     s_base = s_ptr + n * ssn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     sumsq = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for kh in tl.static_range(KH):
-        for kw in tl.static_range(KW):
-            ih = oh + kh - PAD
-            iw = ow + kw - PAD
-            valid = m_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            x_pix = x_base + ih * sxh + iw * sxw
-            w_tap = w_ptr + kh * swh + kw * sww + offs_n[None, :] * swo
-            for c0 in range(0, C_IN, BLOCK_K):
-                cs = c0 + offs_k
-                c_mask = cs < C_IN
-                a = tl.load(x_pix[:, None] + cs[None, :] * sxc, mask=valid[:, None] & c_mask[None, :], other=0.0)
-                s = tl.load(s_base + cs * ssc, mask=c_mask, other=0.0).to(tl.float32)
-                b = tl.load(w_tap + cs[:, None] * swi, mask=c_mask[:, None] & n_mask[None, :], other=0.0)
-                b = b.to(tl.float32) * s[:, None]
-                if DEMODULATE:
-                    sumsq += tl.sum(b * b, axis=0)
-                acc = tl.dot(a, b.to(a.dtype), acc, input_precision=PRECISION)
+    # One flat K loop over (tap, channel block): a single copy of the body (fast to compile) that Triton's software
+    # pipelining can prefetch across tap boundaries.
+    c_blocks = tl.cdiv(C_IN, BLOCK_K)
+    for step in range(0, KH * KW * c_blocks):
+        tap = step // c_blocks
+        kh = tap // KW
+        kw = tap % KW
+        cs = (step % c_blocks) * BLOCK_K + offs_k
+        c_mask = cs < C_IN
+        ih = oh + kh - PAD
+        iw = ow + kw - PAD
+        valid = m_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # zero padding by masking
+        a = tl.load(
+            x_base + ih[:, None] * sxh + iw[:, None] * sxw + cs[None, :] * sxc,
+            mask=valid[:, None] & c_mask[None, :],
+            other=0.0,
+        )
+        s = tl.load(s_base + cs * ssc, mask=c_mask, other=0.0).to(tl.float32)
+        b = tl.load(
+            w_ptr + kh * swh + kw * sww + cs[:, None] * swi + offs_n[None, :] * swo,
+            mask=c_mask[:, None] & n_mask[None, :],
+            other=0.0,
+        )
+        b = b.to(tl.float32) * s[:, None]  # modulate the shared weight slice in registers
+        if DEMODULATE:
+            sumsq += tl.sum(b * b, axis=0)
+        acc = tl.dot(a, b.to(a.dtype), acc, input_precision=PRECISION)
     out = acc
     if DEMODULATE:
         out = out * tl.rsqrt(sumsq + eps)[None, :]
