@@ -131,6 +131,7 @@ def vq_nearest(
     global launches
     n, d = z.shape
     k = codebook.shape[0]
+    codebook = codebook.to(z.dtype)  # tl.dot needs one operand dtype
     if n == 0:
         return torch.empty(0, dtype=torch.int64, device=z.device), torch.empty(0, device=z.device)
     splits = splits or _num_splits(n, k, z.device)
