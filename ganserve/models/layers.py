@@ -256,16 +256,41 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     demodulate: bool = True,
     fused: bool = False,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    act_gain: float | None = None,
+    clamp: float | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2 weight modulation and demodulation.
+    """StyleGAN2 weight modulation and demodulation, with an optional bias_act epilogue.
 
     x [N, I, H, W], weight [O, I, k, k] (already gain-scaled), styles [N, I].
     fused=True builds per-sample weights and runs one grouped convolution; fused=False scales the activations by the
     styles before a shared convolution and by the demodulation coefficients after it. The two are the same linear map.
-    Noise [N or 1, 1, H', W'] is added after demodulation.
+    Noise [N or 1, 1, H', W'] is added after demodulation; then ``bias_act(x, bias, activation, act_gain, clamp)``.
+    On CUDA (stride 1, inference) the whole layer is one ganserve.kernels op with that epilogue fused.
     """
     if up == 1 and _route_to_kernels(x, weight, styles):
-        return _kernel_modulated_conv2d(x, weight, styles, noise, padding, demodulate)
+        return _kernel_modulated_conv2d(
+            x, weight, styles, noise, padding, demodulate, bias, activation, act_gain, clamp
+        )
+    x = _modulated_conv2d_torch(x, weight, styles, noise, up, padding, resample_filter, demodulate, fused)
+    if bias is None and activation is None and clamp is None:
+        return x
+    return bias_act(x, bias, activation, gain=act_gain, clamp=clamp)
+
+
+def _modulated_conv2d_torch(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None,
+    up: int,
+    padding: int,
+    resample_filter: torch.Tensor | None,
+    demodulate: bool,
+    fused: bool,
+) -> torch.Tensor:
+    """The PyTorch reference of ``modulated_conv2d`` without the epilogue."""
     n = x.shape[0]
     o, i, kh, kw = weight.shape
     dcoefs = None
@@ -340,12 +365,18 @@ def _kernel_modulated_conv2d(
     noise: torch.Tensor | None,
     padding: int,
     demodulate: bool,
+    bias: torch.Tensor | None,
+    activation: str | None,
+    act_gain: float | None,
+    clamp: float | None,
 ) -> torch.Tensor:
     from ganserve import kernels
 
+    gain = act_gain if act_gain is not None else (SQRT2 if activation else 1.0)  # bias_act's default gains
     return kernels.modulated_conv2d(
-        x, weight, styles, demodulate=demodulate, padding=padding, noise=noise, activation=None, gain=1.0
-    )
+        x, weight, styles, demodulate=demodulate, padding=padding, noise=noise, bias=bias, activation=activation,
+        gain=gain, clamp=clamp,
+    )  # fmt: skip
 
 
 class VQOutput(NamedTuple):

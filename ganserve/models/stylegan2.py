@@ -20,7 +20,6 @@ from ganserve.models.layers import (
     EqualizedConv2d,
     EqualizedLinear,
     MinibatchStd,
-    bias_act,
     modulated_conv2d,
     normalize_2nd_moment,
     setup_filter,
@@ -192,7 +191,7 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const * self.noise_strength
         else:
             noise = None
-        x = modulated_conv2d(
+        return modulated_conv2d(
             x,
             self.weight,
             styles,
@@ -202,9 +201,11 @@ class SynthesisLayer(nn.Module):
             resample_filter=self.resample_filter,
             demodulate=True,
             fused=fused,
+            bias=self.bias,
+            activation="lrelu",
+            act_gain=math.sqrt(2) * gain,
+            clamp=self.conv_clamp * gain if self.conv_clamp is not None else None,
         )
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, "lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -220,8 +221,9 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = False) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return bias_act(x, self.bias, None, clamp=self.conv_clamp)
+        return modulated_conv2d(
+            x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias, clamp=self.conv_clamp
+        )
 
 
 class SynthesisBlock(nn.Module):
