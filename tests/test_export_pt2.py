@@ -125,3 +125,19 @@ def test_registry_names_the_exportable_families(tiny_path):
     with pytest.raises(ValueError, match=r"no exporter for family 'biggan'.*stylegan2"):
         get_exporter("biggan")
     assert torch.is_tensor(get_exporter("stylegan2").constants(ganserve.load(tiny_path))["w_avg"])
+
+
+def test_cli_mar_eager_archive(capsys, tiny_path, tmp_path):
+    import zipfile
+
+    import yaml
+
+    rc = main(["export", str(tiny_path), "--format", "mar", "--out", str(tmp_path / "store"), "--batch-size", "4"])
+    assert rc == 0 and f"wrote {tmp_path / 'store' / 'tiny.mar'}" in capsys.readouterr().out
+    with zipfile.ZipFile(tmp_path / "store" / "tiny.mar") as z:
+        config = yaml.safe_load(z.read("model-config.yaml"))
+        assert "tiny.safetensors" in z.namelist()
+    assert config["batchSize"] == 4 and config["handler"]["backend"] == "eager"
+    assert os.listdir(tmp_path / "store") == ["tiny.mar"]
+    rc, err = _run(capsys, str(tiny_path), "--format", "mar", "--backend", "tf", "--out", str(tmp_path / "store2"))
+    assert rc == 2 and "unknown backend 'tf'" in err
