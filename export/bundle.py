@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ganserve.export import parity
-from ganserve.export.registry import get_exporter
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ganserve.export import parity
+from ganserve.export.registry import get_exporter
 
 MANIFEST = "ganserve-export.json"
 CONSTANTS = "constants.safetensors"

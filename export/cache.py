@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ganserve.export.bundle import MANIFEST, export_graphs, load_exported, read_manifest
 from torch import nn
+
+from ganserve.export.bundle import MANIFEST, export_graphs, load_exported, read_manifest
 
 
 def cache_root() -> Path:

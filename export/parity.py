@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from ganserve.export.registry import GraphSpec, Runner
 
 PARITY_BATCHES = (1, 3, 8)

@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     import onnxruntime as ort
-    from ganserve.export.cache import load_or_export
 
     import ganserve
     from ganserve.benchmarks.sample import _reference_generator
+    from ganserve.export.cache import load_or_export
     from ganserve.sampling import plan
 
     G = ganserve.load(args.model)

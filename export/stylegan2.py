@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
 from torch import nn
 
+from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
 from ganserve.families import get_family
 from ganserve.models.stylegan2 import StyleGAN2Generator
 

@@ -11,6 +11,7 @@ $GANSERVE_KERNELS_PRECISION / ``set_precision`` choose ieee or tf32 fp32 dots. S
 from __future__ import annotations
 
 import torch
+
 from ganserve.kernels import ops, reference
 from ganserve.kernels.switch import (
     dot_precision,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 import triton
 import triton.language as tl
+
 from ganserve.kernels import switch
 from ganserve.kernels.reference import DEMOD_EPS
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch._decomp
-from ganserve.kernels import reference, switch
 from torch import Tensor
+
+from ganserve.kernels import reference, switch
 
 
 @torch.library.custom_op("ganserve::modulated_conv2d", mutates_args=())

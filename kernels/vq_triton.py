@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from ganserve.kernels import switch
 from ganserve.kernels.modconv_triton import quick_bench
 from ganserve.kernels.reference import NORM_EPS

@@ -9,13 +9,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from ganserve.export import export_graphs, get_exporter, load_exported, read_manifest
-from ganserve.export.onnx import OnnxRunner, export_graph
-from ganserve.export.parity import FP32_TOLERANCE, measure
 from safetensors.torch import load_file
 
 import ganserve
 from ganserve.backends import load_backend
+from ganserve.export import export_graphs, get_exporter, load_exported, read_manifest
+from ganserve.export.onnx import OnnxRunner, export_graph
+from ganserve.export.parity import FP32_TOLERANCE, measure
 from ganserve.sampling import plan, render, sample
 
 
@@ -148,9 +148,9 @@ def test_onnx_archive_serves_in_torchserve(exported, eager, tiny_path, tmp_path,
     import zipfile
 
     import yaml
-    from ganserve.export.mar import export_mar
     from PIL import Image
 
+    from ganserve.export.mar import export_mar
     from ganserve.serving.launcher import Server
 
     result = export_mar(tiny_path, tmp_path / "tiny-onnx.mar", backend="onnx", graphs=exported.path, batch_size=2)

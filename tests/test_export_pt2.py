@@ -6,17 +6,17 @@ import contextlib
 import io
 import os
 
-import ganserve.export.onnx
 import numpy as np
 import pytest
 import torch
+
+import ganserve
+import ganserve.export.onnx
+from ganserve.backends import load_backend
+from ganserve.cli import main
 from ganserve.export import get_exporter, read_manifest
 from ganserve.export.parity import FP32_TOLERANCE, measure
 from ganserve.export.pt2 import Pt2Runner
-
-import ganserve
-from ganserve.backends import load_backend
-from ganserve.cli import main
 from ganserve.sampling import sample
 
 

@@ -42,8 +42,9 @@ VQ_CASES = [
 
 def _measure() -> dict:
     """Runs in the subprocess, after TRITON_INTERPRET=1 is set."""
-    import ganserve.kernels as K
     import torch
+
+    import ganserve.kernels as K
     from ganserve.kernels import reference
 
     sys.path.insert(0, str(Path(__file__).parent))

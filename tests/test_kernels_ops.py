@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import math
 
-import ganserve.kernels as K
 import pytest
 import torch
 import torch.nn.functional as F
 
+import ganserve.kernels as K
 from ganserve.models import layers
 
 

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from ganserve.handlers import generator_handler as handler
 from PIL import Image
 from ts.context import Context, RequestProcessor
 
+from ganserve.handlers import generator_handler as handler
 from ganserve.sampling import sample
 
 
