@@ -118,8 +118,11 @@ def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, ap
     assert not page.locator("#class").is_visible()  # 'tiny' is unconditional
     page.locator("#model input").click()
     page.get_by_role("option", name="tiny-cond").click()
+    # the model list closes with an animation: read options only once it is gone and the class list is open
+    page.get_by_role("option", name="tiny-cond").wait_for(state="hidden")
     page.locator("#class").wait_for(state="visible")
     page.locator("#class input").click()
+    page.get_by_role("option", name="0: circle").wait_for()
     names = page.get_by_role("option").all_inner_texts()
     assert [n.replace("✓", "").strip() for n in names] == ["0: circle", "1: square", "2: triangle"]
     page.get_by_role("option", name="2: triangle").click()
