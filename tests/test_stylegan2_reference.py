@@ -1,0 +1,33 @@
+"""The bundled StyleGAN2's pixels stay what they were before the family interface landed.
+
+tests/data/stylegan2-reference holds npy grids rendered by the code as it was before the move onto the family
+interface (requests.json says which request made each); every refactor since must reproduce them byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ganserve
+from ganserve.sampling import sample
+
+REF = Path(__file__).parent / "data" / "stylegan2-reference"
+REQUESTS = json.loads((REF / "requests.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return ganserve.load("stylegan2-fashion-32")
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+def test_bundled_pixels_unchanged(bundled, name):
+    want = np.load(io.BytesIO((REF / f"{name}.npy").read_bytes()), allow_pickle=False)
+    got = sample(bundled, REQUESTS[name]).images
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)
