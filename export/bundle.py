@@ -28,6 +28,7 @@ from torch import nn
 
 from ganserve.export import parity
 from ganserve.export.registry import get_exporter
+from ganserve.loading import attach_sampling
 
 MANIFEST = "ganserve-export.json"
 CONSTANTS = "constants.safetensors"
@@ -149,8 +150,7 @@ def export_graphs(
             "family": model.family,
             "name": getattr(model, "name", ""),
             "config": model.config.to_dict(),
-            "num_ws": getattr(model, "num_ws", None),
-            "noise_shapes": [list(s) for s in model.synthesis.noise_shapes()] if hasattr(model, "synthesis") else [],
+            **exporter.manifest(model),
             "checkpoint_info": getattr(model, "checkpoint_info", {}) or {},
             "graphs": graphs,
             "opset": opset,
@@ -210,4 +210,4 @@ def load_exported(path: str | os.PathLike, device: str = "cpu", fmt: str | None 
         for name, g in manifest["graphs"].items()
     }
     constants = load_file(str(folder / CONSTANTS))
-    return get_exporter(manifest["family"]).runtime(manifest, runners, constants, device)
+    return attach_sampling(get_exporter(manifest["family"]).runtime(manifest, runners, constants, device))

@@ -1,6 +1,8 @@
-"""Exported graphs for a backend: an export folder as is, or a checkpoint exported once into a cache.
+"""The onnx and pt2 generator backends: an export folder as is, or a checkpoint exported once into a cache.
 
-The cache key is the checkpoint's content hash, so a retrained model never reuses stale graphs.
+The cache key is the checkpoint's content hash, so a retrained model never reuses stale graphs. ``load_onnx`` and
+``load_pt2`` are registered as ``ganserve.backends`` entry points (pyproject.toml): the core finds them there and never
+imports this package.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **o
         return load_exported(source, device, fmt, **options)
     import ganserve
     from ganserve.checkpoint import read_metadata
-    from ganserve.models.loading import resolve
+    from ganserve.loading import resolve
 
     ckpt = resolve(source)
     content_hash = read_metadata(ckpt)["content_hash"]
@@ -46,3 +48,14 @@ def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **o
     if not is_export(folder):
         export_graphs(ganserve.load(ckpt), fmt, folder, force=True)
     return load_exported(folder, device, fmt, **options)
+
+
+def load_onnx(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
+    """ONNX Runtime (CUDA execution provider on cuda when onnxruntime-gpu has it, else CPU). ``checkpoint``: an
+    export folder from ``ganserve export --format onnx``, or a model name / checkpoint (exported once, then cached)."""
+    return load_or_export("onnx", checkpoint, device, **options)
+
+
+def load_pt2(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
+    """torch.export programs (.pt2); ``checkpoint`` as for ``load_onnx``."""
+    return load_or_export("pt2", checkpoint, device, **options)

@@ -31,7 +31,7 @@ def mar_target(model: str | os.PathLike, out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.suffix == ".mar":
         return out
-    from ganserve.models.loading import resolve
+    from ganserve.loading import resolve
 
     return out / f"{resolve(model).stem}.mar"
 
@@ -59,7 +59,7 @@ def export_mar(
     except ImportError as e:
         raise ExportError(f"the mar format needs the serving extra: pip install 'ganserve[serve]' ({e})") from None
     import ganserve
-    from ganserve.models.loading import resolve
+    from ganserve.loading import resolve
 
     checkpoint = resolve(model)
     target = check_output(mar_target(checkpoint, out), force)

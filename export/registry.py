@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-# Family -> module that registers its exporter on import (imported lazily, like ganserve.families).
-EXPORTER_MODULES = {"stylegan2": "ganserve.export.stylegan2"}
+from ganserve.families import family_names, get_family
+
+# Family -> exporter class; a family names the module that registers it (``Family.exporter``), imported lazily.
 EXPORTERS: dict[str, type[Exporter]] = {}
 
 # A runner calls one exported graph: tensors in (in the graph's input order), one float32 tensor out.
@@ -67,6 +68,10 @@ class Exporter:
         """Tensors the runtime needs beside the graphs (saved as constants.safetensors)."""
         return {}
 
+    def manifest(self, model: nn.Module) -> dict[str, Any]:
+        """Family-specific facts the runtime needs, stored in the export manifest (JSON)."""
+        return {}
+
     def runtime(
         self, manifest: dict[str, Any], runners: dict[str, Runner], constants: dict[str, torch.Tensor], device: str
     ) -> nn.Module:
@@ -83,9 +88,18 @@ def register_exporter(family: str) -> Callable[[type[Exporter]], type[Exporter]]
     return deco
 
 
+def exportable_families() -> list[str]:
+    return [name for name in family_names() if get_family(name).exporter]
+
+
 def get_exporter(family: str) -> Exporter:
-    if family not in EXPORTERS and family in EXPORTER_MODULES:
-        importlib.import_module(EXPORTER_MODULES[family])
     if family not in EXPORTERS:
-        raise ValueError(f"no exporter for family '{family}' (exportable: {', '.join(sorted(EXPORTER_MODULES))})")
+        try:
+            module = get_family(family).exporter
+        except KeyError:
+            module = None
+        if module:
+            importlib.import_module(module)
+    if family not in EXPORTERS:
+        raise ValueError(f"no exporter for family '{family}' (exportable: {', '.join(exportable_families())})")
     return EXPORTERS[family]()

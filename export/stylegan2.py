@@ -18,7 +18,6 @@ from torch import nn
 
 from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
 from ganserve.families import get_family
-from ganserve.models.stylegan2 import StyleGAN2Generator
 
 
 class _MappingGraph(nn.Module):
@@ -72,6 +71,9 @@ class StyleGAN2Exporter(Exporter):
             GraphSpec("synthesis", _SynthesisGraph(model).eval(), syn_names, "img", synthesis_inputs,
                       batched=[True] * len(syn_names)),
         ]  # fmt: skip
+
+    def manifest(self, model: nn.Module) -> dict[str, Any]:
+        return {"num_ws": model.num_ws, "noise_shapes": [list(s) for s in model.synthesis.noise_shapes()]}
 
     def constants(self, model: nn.Module) -> dict[str, torch.Tensor]:
         layers = [m for m in model.synthesis.modules() if hasattr(m, "noise_const")]
@@ -183,12 +185,3 @@ class ExportedStyleGAN2(nn.Module):
         noise_mode: str = "const",
     ) -> torch.Tensor:
         return self.synthesis(self.mapping(z, c, truncation_psi, truncation_cutoff), noise_mode=noise_mode)
-
-    def latent_from_seed(self, seed: int) -> torch.Tensor:
-        """z for a seed: the eager generator's own function (it only reads config.z_dim)."""
-        return StyleGAN2Generator.latent_from_seed(self, seed)
-
-    def sample(self, request: object = None, **fields: object) -> object:
-        from ganserve.sampling import sample
-
-        return sample(self, request, **fields)

@@ -1,21 +1,24 @@
-"""Generator backends: what runs a model's mapping and synthesis for the sampling core.
+"""Generator backends: what runs a model for the sampling core.
 
-A backend is anything with the generator's sampling surface (``family``, ``config``, ``num_ws``, ``name``,
-``checkpoint_info``, ``latent_from_seed``, ``mapping(z, c, psi, cutoff)``, ``synthesis(ws, noise_mode, noise, fused)``,
-``parameters()``), so ``ganserve.sampling`` works the same over each. No serving-engine imports here.
+A backend returns an object with the family's sampling surface (what its sampler calls: for StyleGAN2 ``mapping``
+and ``synthesis``) plus ``family``, ``config``, ``name``, ``checkpoint_info`` and ``parameters()``, so
+``ganserve.sampling`` works the same over each. "eager" is ``ganserve.load``; others (onnx, pt2) register themselves
+as ``ganserve.backends`` entry points, so the core never imports the packages that provide them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 from torch import nn
 
-import ganserve
+from ganserve.loading import attach_sampling, load
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {}
+ENTRY_POINT_GROUP = "ganserve.backends"
 
 
 def register_backend(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -28,28 +31,22 @@ def register_backend(name: str) -> Callable[[Callable[..., nn.Module]], Callable
 
 @register_backend("eager")
 def _eager(checkpoint: str | os.PathLike, device: str = "cpu", **_: Any) -> nn.Module:
-    return ganserve.load(checkpoint, device=device)
+    return load(checkpoint, device=device)
 
 
-@register_backend("onnx")
-def _onnx(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
-    """ONNX Runtime (CUDA execution provider on cuda when onnxruntime-gpu has it, else CPU). ``checkpoint``: an
-    export folder from ``ganserve export --format onnx``, or a model name / checkpoint (exported once, then cached)."""
-    from ganserve.export.cache import load_or_export
-
-    return load_or_export("onnx", checkpoint, device, **options)
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
-@register_backend("pt2")
-def _pt2(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
-    """torch.export programs (.pt2); ``checkpoint`` as for "onnx"."""
-    from ganserve.export.cache import load_or_export
-
-    return load_or_export("pt2", checkpoint, device, **options)
+def backend_names() -> list[str]:
+    return sorted({*BACKENDS, *_entry_points()})
 
 
 def load_backend(name: str, checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
-    """Load ``checkpoint`` with backend ``name`` ('eager', or another registered one)."""
+    """Load ``checkpoint`` with backend ``name`` ('eager', or a registered one such as 'onnx' / 'pt2')."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend '{name}' (available: {', '.join(sorted(BACKENDS))})")
-    return BACKENDS[name](checkpoint, device=device, **options)
+        ep = _entry_points().get(name)
+        if ep is None:
+            raise ValueError(f"unknown backend '{name}' (available: {', '.join(backend_names())})")
+        BACKENDS[name] = ep.load()
+    return attach_sampling(BACKENDS[name](checkpoint, device=device, **options))

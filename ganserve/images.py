@@ -80,3 +80,12 @@ def encode_image(image: np.ndarray, fmt: str, params: dict[str, Any] | None = No
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def encode_gif(frames: np.ndarray, frame_ms: int = 80, bounce: bool = True) -> bytes:
+    """An endlessly looping GIF of uint8 [N, H, W, C] frames; ``bounce`` plays them forward then back."""
+    seq = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
+    pics = [to_pil(f) for f in seq]
+    buf = io.BytesIO()
+    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=frame_ms, loop=0)
+    return buf.getvalue()

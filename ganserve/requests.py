@@ -1,8 +1,9 @@
-"""The sample-request schema for all seven families, validated once with the same rules for every front end.
+"""Sample requests: the fields families share, the seed syntax, and validation that names the field at fault.
 
-One pydantic model per family; fields a family does not use are rejected, not ignored. Type and range checks live
-in the models; checks that need the loaded generator (class names, layer counts, the image limit) live in
-``ganserve.sampling``. Every failure becomes a ``RequestError`` that names the field.
+Each family's request model lives in its family module (``ganserve/families/<name>.py``) and is built from the pieces
+here, so the same field means the same thing in every family. Fields a family does not use are refused, not ignored
+(``extra="forbid"``). Type and range checks live in the models; checks that need the loaded generator (class names,
+layer counts, the image limit) live in the family's sampler. Every failure becomes a ``RequestError`` naming the field.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MAX_SEED = 2**32 - 1  # StyleGAN2-ADA draws z with numpy's RandomState(seed), which takes 32-bit seeds
 DEFAULT_MAX_IMAGES = 64
+# A seed field never expands to more than this many seeds, whatever the image limit: a short string like
+# "0-99999,0-99999,..." must be refused by counting, before anything is expanded.
+MAX_SEEDS = 100_000
 LAYER_GROUPS = ("coarse", "middle", "fine")
 FORMATS = ("png", "jpeg", "npy", "json")
+
+_RANGE = re.compile(r"([0-9]+)\s*-\s*([0-9]+)", re.ASCII)
+_INT = re.compile(r"[0-9]+", re.ASCII)
+_MAX_DIGITS = 10  # MAX_SEED has 10 digits: longer numbers are out of range without converting them
 
 
 class RequestError(ValueError):
@@ -30,31 +38,44 @@ class RequestError(ValueError):
         return {"error": "invalid request", "field": self.field, "message": self.message}
 
 
-def parse_seeds(value: Any) -> list[int]:
-    """Seeds as a list of ints, one int, or a string of ints and ranges: "0-15", "1,5,9-11"."""
+def _seed_int(text: str) -> int:
+    if len(text.lstrip("0")) > _MAX_DIGITS:
+        raise ValueError(f"seed {text[:12]}... is out of range [0, {MAX_SEED}]")
+    return int(text)
+
+
+def parse_seeds(value: Any, limit: int = MAX_SEEDS) -> list[int]:
+    """Seeds as a list of ints, one int, or a string of ASCII ints and inclusive ranges: "0-15", "1,5,9-11".
+
+    The count is checked against ``limit`` before any range is expanded, so no input can allocate more than that.
+    """
     if isinstance(value, bool):
         raise ValueError("expected seeds as a list of integers or a string like '0-15'")
     if isinstance(value, int):
         value = [value]
     if isinstance(value, str):
-        seeds: list[int] = []
+        spans: list[tuple[int, int]] = []
+        total = 0
         for part in value.split(","):
             part = part.strip()
-            m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+            m = _RANGE.fullmatch(part)
             if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
+                lo, hi = _seed_int(m.group(1)), _seed_int(m.group(2))
                 if hi < lo:
                     raise ValueError(f"range '{part}' is reversed")
-                if hi - lo >= 100_000:
-                    raise ValueError(f"range '{part}' is too long")
-                seeds.extend(range(lo, hi + 1))
-            elif re.fullmatch(r"\d+", part):
-                seeds.append(int(part))
+            elif _INT.fullmatch(part):
+                lo = hi = _seed_int(part)
             else:
-                raise ValueError(f"'{part}' is not a seed or a range like '0-15'")
-        value = seeds
+                raise ValueError(f"'{part[:40]}' is not a seed or a range like '0-15' (ASCII digits only)")
+            total += hi - lo + 1
+            if total > limit:
+                raise ValueError(f"more than {limit} seeds")
+            spans.append((lo, hi))
+        value = [s for lo, hi in spans for s in range(lo, hi + 1)]
     if not isinstance(value, list) or not value:
         raise ValueError("expected a non-empty list of seeds or a string like '0-15'")
+    if len(value) > limit:
+        raise ValueError(f"more than {limit} seeds")
     for s in value:
         if isinstance(s, bool) or not isinstance(s, int):
             raise ValueError(f"seed {s!r} is not an integer")
@@ -66,27 +87,50 @@ def parse_seeds(value: Any) -> list[int]:
 Seeds = Annotated[list[int], Field(min_length=1)]
 
 
-class _Strict(BaseModel):
+def finite_float(lo: float, hi: float, default: float) -> Any:
+    """A float field in [lo, hi] (NaN and infinities refused)."""
+    return Field(default=default, ge=lo, le=hi, allow_inf_nan=False)
+
+
+class Strict(BaseModel):
+    """Unknown fields refused, no type coercion ("0.5" is not a number), aliases accepted."""
+
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
-class StyleMix(_Strict):
-    """Copy the ws of each mixing seed over ``layers``: [start, stop) indices, or coarse / middle / fine."""
+# ---------------------------------------------------------------------------------------------------------------------
+# Nested fields
+
+
+def parse_layers(value: Any) -> Any:
+    """Style-mixing layers: a group name, "A-B" or [A, B], both ends inclusive (as the official ``--styles 0-6``)."""
+    if isinstance(value, str):
+        if value in LAYER_GROUPS:
+            return value
+        m = _RANGE.fullmatch(value.strip())
+        if not m:
+            raise ValueError("expected coarse, middle, fine, 'A-B' or [A, B] (inclusive layer indices)")
+        value = [int(m.group(1)), int(m.group(2))]
+    if isinstance(value, list):
+        if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise ValueError("expected [A, B]: two layer indices, both inclusive")
+        if value[0] < 0 or value[1] < value[0]:
+            raise ValueError(f"expected 0 <= A <= B, got [{value[0]}, {value[1]}]")
+        return value
+    raise ValueError("expected coarse, middle, fine, 'A-B' or [A, B] (inclusive layer indices)")
+
+
+class StyleMix(Strict):
+    """Copy the ws of each mixing seed over ``layers``: [A, B] / "A-B" (inclusive), or coarse / middle / fine."""
 
     seeds: Seeds
-    layers: list[int] | Literal["coarse", "middle", "fine"] = "fine"
+    layers: list[int] | Literal["coarse", "middle", "fine"] | str = "fine"
 
     _seeds = field_validator("seeds", mode="before")(classmethod(lambda cls, v: parse_seeds(v)))
-
-    @field_validator("layers")
-    @classmethod
-    def _layers(cls, v: Any) -> Any:
-        if isinstance(v, list) and (len(v) != 2 or v[0] < 0 or v[1] < v[0]):
-            raise ValueError("expected [start, stop) with 0 <= start <= stop, or coarse / middle / fine")
-        return v
+    _layers = field_validator("layers", mode="before")(classmethod(lambda cls, v: parse_layers(v)))
 
 
-class Interpolate(_Strict):
+class Interpolate(Strict):
     """Frames from each seed to ``to_seed``: lerp in W or slerp in Z."""
 
     to_seed: int = Field(ge=0, le=MAX_SEED)
@@ -94,7 +138,27 @@ class Interpolate(_Strict):
     space: Literal["w", "z"] = "w"
 
 
-class _Base(_Strict):
+class Keep(Strict):
+    """Keep these code positions (row-major mask over the code grid, or a box [top, left, bottom, right] in codes)
+    from ``image``'s encoding and re-sample the rest."""
+
+    mask: list[list[bool]] | None = None
+    box: list[int] | None = Field(default=None, min_length=4, max_length=4)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Keep:
+        if (self.mask is None) == (self.box is None):
+            raise ValueError("give exactly one of mask or box")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Request bases: a family's request model combines these
+
+
+class BaseRequest(Strict):
+    """Fields every family takes: seeds and the output encoding."""
+
     seeds: Seeds = Field(default_factory=lambda: [0])
     format: Literal["png", "jpeg", "npy", "json"] = "png"
     grid: bool = False
@@ -112,101 +176,47 @@ class _Base(_Strict):
     def image_count(self) -> int:
         return len(self.seeds)
 
+    def default_cols(self) -> int:
+        """Grid columns when the request gives none: the family's figure shape, else a square."""
+        return math.ceil(math.sqrt(self.image_count()))
 
-def _finite_float(lo: float, hi: float, default: float) -> Any:
-    return Field(default=default, ge=lo, le=hi, allow_inf_nan=False)
+
+class ClassField(Strict):
+    """``class``: an id or a name, for class-conditional models (an unconditional model refuses it)."""
+
+    class_: int | str | None = Field(default=None, alias="class")
 
 
-class _Latent(_Base):
+class LatentRequest(BaseRequest):
+    """Families with a latent space: interpolation between seeds."""
+
     interpolate: Interpolate | None = None
 
     def image_count(self) -> int:
         return len(self.seeds) * (self.interpolate.steps if self.interpolate else 1)
 
-
-class _Styled(_Latent):
-    truncation_psi: float = _finite_float(-1.0, 2.0, 1.0)
-    truncation_cutoff: int | None = Field(default=None, ge=0)
-    noise_mode: Literal["const", "random", "none"] = "const"
-    style_mix: StyleMix | None = None
-    class_: int | str | None = Field(default=None, alias="class")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> _Styled:
-        if self.style_mix is not None and self.interpolate is not None:
-            raise ValueError("style_mix and interpolate cannot be combined in one request")
-        return self
-
-    def image_count(self) -> int:
-        return super().image_count() * (len(self.style_mix.seeds) if self.style_mix else 1)
+    def default_cols(self) -> int:
+        return self.interpolate.steps if self.interpolate else super().default_cols()
 
 
-class StyleGAN2Request(_Styled):
-    pass
+class VQSamplingFields(ClassField):
+    """Autoregressive sampling of a prior over codes (VQ-GAN, ViT-VQGAN), reconstruction and region re-sampling."""
 
-
-class StyleGANRequest(_Styled):
-    pass
-
-
-class ProGANRequest(_Latent):
-    pass
-
-
-class SAGANRequest(_Latent):
-    class_: int | str | None = Field(default=None, alias="class")
-
-
-class BigGANRequest(_Latent):
-    # BigGAN's truncation trick: z from a normal truncated at +-psi (psi in (0, 1]; 1 = almost no truncation).
-    truncation_psi: float = _finite_float(0.02, 1.0, 1.0)
-    class_: int | str | None = Field(default=None, alias="class")
-
-
-class Keep(_Strict):
-    """Keep these code positions (row-major mask over the code grid, or a box [top, left, bottom, right] in codes)
-    from ``image``'s encoding and re-sample the rest."""
-
-    mask: list[list[bool]] | None = None
-    box: list[int] | None = Field(default=None, min_length=4, max_length=4)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Keep:
-        if (self.mask is None) == (self.box is None):
-            raise ValueError("give exactly one of mask or box")
-        return self
-
-
-class VQGANRequest(_Base):
-    temperature: float = _finite_float(0.01, 10.0, 1.0)
+    temperature: float = finite_float(0.01, 10.0, 1.0)
     top_k: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
-    class_: int | str | None = Field(default=None, alias="class")
     image: str | None = None  # base64 PNG/JPEG: reconstruction, or the source for ``keep``
     keep: Keep | None = None
 
     @model_validator(mode="after")
-    def _keep_needs_image(self) -> VQGANRequest:
+    def _keep_needs_image(self) -> VQSamplingFields:
         if self.keep is not None and self.image is None:
             raise ValueError("keep needs an image to take the kept codes from")
         return self
 
 
-class ViTVQGANRequest(VQGANRequest):
-    pass
-
-
-REQUEST_MODELS: dict[str, type[_Base]] = {
-    "progan": ProGANRequest,
-    "stylegan": StyleGANRequest,
-    "stylegan2": StyleGAN2Request,
-    "sagan": SAGANRequest,
-    "biggan": BigGANRequest,
-    "vqgan": VQGANRequest,
-    "vit_vqgan": ViTVQGANRequest,
-}
-
-SampleRequest = _Base
+# ---------------------------------------------------------------------------------------------------------------------
+# Validation
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -222,9 +232,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def parse_request(family: str, data: Any) -> _Base:
-    """Validate a JSON-like dict (or an existing request) for ``family``; raise RequestError naming the field."""
-    cls = REQUEST_MODELS[family]
+def validate_request(cls: type[BaseRequest], data: Any, family: str = "") -> BaseRequest:
+    """Validate a JSON-like dict (or an existing request) against ``cls``; raise RequestError naming the field."""
     if isinstance(data, cls):
         return data
     if not isinstance(data, dict):
@@ -236,11 +245,22 @@ def parse_request(family: str, data: Any) -> _Base:
         field = _field_path(err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field for a {family} model"
+            msg = f"unknown field for a {family} model" if family else "unknown field"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         raise RequestError(field, msg) from None
+    except RecursionError:
+        raise RequestError("", "the request is nested too deeply") from None
+
+
+def parse_request(family: str, data: Any) -> BaseRequest:
+    """Validate ``data`` as a request for ``family``'s models."""
+    from ganserve.families import get_family
+
+    return validate_request(get_family(family).request, data, family)
 
 
 def request_json_schema(family: str) -> dict[str, Any]:
-    return REQUEST_MODELS[family].model_json_schema(by_alias=True)
+    from ganserve.families import get_family
+
+    return get_family(family).request.model_json_schema(by_alias=True)

@@ -6,7 +6,9 @@ import numpy as np
 
 import ganserve
 from ganserve.checkpoint import read_metadata
-from ganserve.models.loading import REPO_CHECKPOINTS
+from ganserve.loading import bundled_dir
+
+REPO_CHECKPOINTS = bundled_dir()
 
 
 def test_bundled_fashion_model_loads_and_samples():

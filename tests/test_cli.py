@@ -67,8 +67,11 @@ def test_list_and_unknown_model(env):
         (["--psi", "nan"], "truncation_psi"),
         (["--seeds", "5-1"], "seeds"),
         (["--seeds", "0-99"], "limit"),
-        (["--mix", "3:everything"], "--mix"),
+        (["--mix", "3:everything"], "style_mix.layers"),
+        (["--mix", "3"], "--mix expects SEEDS:LAYERS"),
+        (["--styles", "0-2"], "--styles needs --mix"),
         (["--class", "1"], "unconditional"),
+        (["--seeds", "١٢"], "ASCII digits only"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(env, tmp_path, args, fragment):
@@ -77,6 +80,46 @@ def test_bad_arguments_exit_2_with_a_message(env, tmp_path, args, fragment):
     assert proc.returncode == 2
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_mix_layers_are_inclusive_like_the_official_styles_flag(env, tmp_path, tiny):
+    """--mix 7:0-2 and StyleGAN2-ADA's --styles 0-2 both copy ws 0, 1 and 2: the dash means the same as in --seeds."""
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    run(env, "sample", "--model", "tiny", "--seeds", "1", "--mix", "7:0-2", "--out", str(a))
+    run(env, "sample", "--model", "tiny", "--seeds", "1", "--mix", "7", "--styles", "0-2", "--out", str(b))
+    want = sample(tiny, seeds=[1], style_mix={"seeds": [7], "layers": [0, 2]}).images
+    assert np.array_equal(np.load(a), want) and np.array_equal(np.load(b), want)
+    assert not np.array_equal(want, sample(tiny, seeds=[1], style_mix={"seeds": [7], "layers": [0, 1]}).images)
+
+
+def test_out_suffixes_and_overwrites(env, tmp_path, tiny):
+    gif = tmp_path / "frames.gif"
+    run(env, "sample", "--model", "tiny", "--seeds", "3", "--interpolate", "9:4", "--out", str(gif))
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 4
+    proc = run(env, "sample", "--model", "tiny", "--seeds", "3", "--out", str(tmp_path / "x.webp"), ok=False)
+    assert "unknown suffix '.webp'" in proc.stderr and not (tmp_path / "x.webp").exists()
+    png = tmp_path / "one.png"
+    png.write_bytes(b"keep me")
+    proc = run(env, "sample", "--model", "tiny", "--seeds", "3", "--out", str(png), ok=False)
+    assert "exists" in proc.stderr and "--force" in proc.stderr and png.read_bytes() == b"keep me"
+    run(env, "sample", "--model", "tiny", "--seeds", "3", "--out", str(png), "--force")
+    assert np.array_equal(np.asarray(Image.open(png)), sample(tiny, seeds=[3]).images[0])
+    folder = tmp_path / "imgs"
+    run(env, "sample", "--model", "tiny", "--seeds", "1,2", "--out", str(folder))
+    proc = run(env, "sample", "--model", "tiny", "--seeds", "2,3", "--out", str(folder), ok=False)
+    assert "seed0002.png exists" in proc.stderr and not (folder / "seed0003.png").exists()
+
+
+def test_missing_extra_names_the_pip_command(env, tmp_path):
+    """A command whose optional dependency is absent says which extra installs it, without a traceback."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "onnx.py").write_text("raise ModuleNotFoundError(\"No module named 'onnx'\", name='onnx')\n")
+    env = {**env, "PYTHONPATH": str(blocker)}
+    proc = run(env, "export", "tiny", "--format", "onnx", "--out", str(tmp_path / "o"), ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "pip install 'ganserve[export]'" in proc.stderr
 
 
 def test_bench_sample_prints_rows(env):

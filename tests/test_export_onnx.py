@@ -116,7 +116,6 @@ def test_onnx_backend_surface(exported, eager):
     backend = load_backend("onnx", exported.path)
     assert backend.family == "stylegan2" and backend.num_ws == eager.num_ws and backend.name == "tiny"
     assert backend.synthesis.noise_shapes() == eager.synthesis.noise_shapes()
-    assert torch.equal(backend.latent_from_seed(12), eager.latent_from_seed(12))
     assert next(backend.parameters()).device.type == "cpu"
     consts = [m.noise_const for m in backend.synthesis.modules() if hasattr(m, "noise_const")]
     assert all(

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import ganserve.requests as requests_module
 from ganserve.images import read_png_params
 from ganserve.requests import RequestError, parse_request, parse_seeds
 from ganserve.sampling import encode_result, plan, render, sample
@@ -53,17 +54,25 @@ def test_truncation_cutoff_limits_the_layers(tiny):
     p_all = plan(tiny, seeds=[5], truncation_psi=0.0)
     p_cut = plan(tiny, seeds=[5], truncation_psi=0.0, truncation_cutoff=2)
     p_none = plan(tiny, seeds=[5])
-    assert torch.equal(p_cut.ws[:, :2], p_all.ws[:, :2])
-    assert torch.equal(p_cut.ws[:, 2:], p_none.ws[:, 2:])
+    assert torch.equal(p_cut.rows["ws"][:, :2], p_all.rows["ws"][:, :2])
+    assert torch.equal(p_cut.rows["ws"][:, 2:], p_none.rows["ws"][:, 2:])
 
 
 def test_style_mixing_over_all_and_no_layers(tiny):
     n = tiny.num_ws
-    mixed_all = sample(tiny, seeds=[1, 2], style_mix={"seeds": [9], "layers": [0, n]}).images
+    mixed_all = sample(tiny, seeds=[1, 2], style_mix={"seeds": [9], "layers": [0, n - 1]}).images
     mixer = sample(tiny, seeds=[9]).images
     assert np.array_equal(mixed_all[0], mixer[0]) and np.array_equal(mixed_all[1], mixer[0])
-    mixed_none = sample(tiny, seeds=[1, 2], style_mix={"seeds": [9], "layers": [3, 3]}).images
-    assert np.array_equal(mixed_none, sample(tiny, seeds=[1, 2]).images)
+    # Layer ranges are inclusive at both ends, as the official --styles 0-6: [3, 3] and "3-3" replace ws[3] only.
+    for layers in ([3, 3], "3-3"):
+        p = plan(tiny, seeds=[1], style_mix={"seeds": [9], "layers": layers})
+        base, mix = plan(tiny, seeds=[1]).rows["ws"][0], plan(tiny, seeds=[9]).rows["ws"][0]
+        got = p.rows["ws"][0]
+        assert torch.equal(got[3], mix[3]) and torch.equal(got[:3], base[:3]) and torch.equal(got[4:], base[4:])
+        assert p.params[0]["style_mix"]["layers"] == "3-3"
+    with pytest.raises(RequestError, match="exceeds") as e:
+        plan(tiny, seeds=[1], style_mix={"seeds": [9], "layers": [0, n]})
+    assert e.value.field == "style_mix.layers"
 
 
 def test_style_mixing_grid_and_named_groups(tiny):
@@ -71,8 +80,8 @@ def test_style_mixing_grid_and_named_groups(tiny):
     assert r.images.shape[0] == 6  # rows: seeds, columns: mixing seeds
     assert r.params[4]["style_mix"] == {"seeds": [6], "layers": "coarse"}
     p = plan(tiny, seeds=[1], style_mix={"seeds": [5], "layers": "coarse"})
-    base, mix = plan(tiny, seeds=[1]), plan(tiny, seeds=[5])
-    assert torch.equal(p.ws[0, :4], mix.ws[0, :4]) and torch.equal(p.ws[0, 4:], base.ws[0, 4:])
+    base, mix, got = plan(tiny, seeds=[1]).rows["ws"], plan(tiny, seeds=[5]).rows["ws"], p.rows["ws"]
+    assert torch.equal(got[0, :4], mix[0, :4]) and torch.equal(got[0, 4:], base[0, 4:])
     with pytest.raises(RequestError) as e:
         plan(tiny, seeds=[1], style_mix={"seeds": [5], "layers": "fine"})  # 16px model: no 64px+ layers
     assert e.value.field == "style_mix.layers"
@@ -124,6 +133,12 @@ def test_class_on_unconditional_model_is_rejected(tiny):
         ({"seeds": [1], "temperature": 0.5}, "temperature"),  # a VQ field on a StyleGAN2 model
         ({"seeds": [1], "colour": "red"}, "colour"),
         ({"seeds": [1], "style_mix": {"seeds": [2], "layers": [3, 1]}}, "style_mix.layers"),
+        ({"seeds": [1], "style_mix": {"seeds": [2], "layers": "4-"}}, "style_mix.layers"),
+        ({"seeds": [1], "style_mix": {"seeds": [2], "layers": [1, 2, 3]}}, "style_mix.layers"),
+        ({"seeds": [1], "style_mix": {"seeds": "0-99999,0-99999"}}, "style_mix.seeds"),
+        ({"seeds": "١٢"}, "seeds"),  # Arabic-Indic digits are not seed 12
+        ({"seeds": "1" * 5000}, "seeds"),
+        ({"seeds": [1] * 100_001}, "seeds"),
         ({"seeds": [1], "interpolate": {"to_seed": 2, "steps": 1}}, "interpolate.steps"),
         ({"seeds": [1], "format": "gif"}, "format"),
     ],
@@ -151,6 +166,20 @@ def test_seed_parsing():
     assert parse_seeds(5) == [5]
     with pytest.raises(ValueError):
         parse_seeds("a-b")
+
+
+def test_seed_strings_are_counted_before_they_are_expanded(monkeypatch):
+    # 200,000 ranges of 100,000 seeds each would be 2e10 ints: refused by counting, without building the list.
+    text = ",".join(["0-99999"] * 200_000)
+    built = []
+    monkeypatch.setattr(requests_module, "range", lambda *a: built.append(a) or [], raising=False)
+    with pytest.raises(ValueError, match="more than 100000 seeds"):
+        parse_seeds(text)
+    assert built == []
+    monkeypatch.undo()
+    assert len(parse_seeds("0-99999")) == 100_000
+    with pytest.raises(ValueError, match="more than 10 seeds"):
+        parse_seeds("0-5,6-11", limit=10)
 
 
 def test_render_batches_several_plans_in_one_call(tiny):

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ganserve.models.loading import resolve
+from ganserve.loading import resolve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """ganserve sample --model NAME|PATH --seeds 0-15 [--psi 0.7] [--cutoff N] [--mix SEED[,SEED]:LAYERS] ... --out P
 
-Accepts StyleGAN2-ADA's spellings too (--trunc, --network, --outdir). --out ending in .png/.jpg/.npy writes one file
-(a grid when there are several images); any other path is a directory with one file per image.
+Accepts StyleGAN2-ADA's spellings too (--trunc, --network, --outdir, --styles). --out ending in .png/.jpg/.npy writes
+one file (a grid when there are several images), .gif an animation of the images in order, a path without a suffix a
+directory with one PNG per image; any other suffix is refused. Existing files are kept unless --force.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from ganserve.checkpoint import atomic_write
+from ganserve.checkpoint import atomic_write_bytes
+from ganserve.commands import CommandError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,27 +24,32 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--psi", "--trunc", dest="psi", type=float, default=None, help="truncation psi")
     p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default=None)
-    p.add_argument("--mix", default=None, help="style mixing: SEEDS:LAYERS, LAYERS = coarse|middle|fine|A-B")
+    p.add_argument("--mix", default=None,
+                   help="style mixing: SEEDS:LAYERS, LAYERS = coarse|middle|fine|A-B (A and B inclusive)")
+    p.add_argument("--styles", default=None, help="StyleGAN2-ADA's spelling: the layers A-B of --mix (inclusive)")
     p.add_argument("--interpolate", default=None, help="frames to a seed: TO_SEED[:STEPS[:w|z]]")
     p.add_argument("--class", dest="class_", default=None, help="class id or name (conditional models)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-images", type=int, default=1024, help="refuse requests for more images than this")
-    p.add_argument("--out", "--outdir", dest="out", default="samples.png", help="file.png|.jpg|.npy or a directory")
+    p.add_argument("--out", "--outdir", dest="out", default="samples.png",
+                   help="file.png|.jpg|.npy (a grid), file.gif (an animation) or a directory (one PNG per image)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--cols", type=int, default=None, help="grid columns")
     p.add_argument("--device", default="cpu")
     return p
 
 
-def parse_mix(text: str) -> dict:
+FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".npy": "npy", ".gif": "gif"}
+
+
+def parse_mix(text: str, styles: str | None = None) -> dict:
+    """SEEDS:LAYERS -> the request's style_mix; the request model checks the layers (one rule everywhere)."""
     if ":" not in text:
-        raise ValueError(f"--mix expects SEEDS:LAYERS (e.g. 7:coarse or 7,8:0-4), got {text!r}")
+        if styles is None:
+            raise CommandError(f"--mix expects SEEDS:LAYERS (e.g. 7:coarse or 7,8:0-3), got {text!r}")
+        return {"seeds": text, "layers": styles}
     seeds, layers = text.rsplit(":", 1)
-    if layers in ("coarse", "middle", "fine"):
-        return {"seeds": seeds, "layers": layers}
-    lo, sep, hi = layers.partition("-")
-    if not sep or not lo.isdigit() or not hi.isdigit():
-        raise ValueError(f"--mix layers must be coarse, middle, fine or START-STOP, got {layers!r}")
-    return {"seeds": seeds, "layers": [int(lo), int(hi)]}
+    return {"seeds": seeds, "layers": layers}
 
 
 def parse_interpolate(text: str) -> dict:
@@ -63,52 +70,73 @@ def build_request(args: argparse.Namespace) -> dict:
         req["truncation_cutoff"] = args.cutoff
     if args.noise_mode is not None:
         req["noise_mode"] = args.noise_mode
+    if args.styles and not args.mix:
+        raise CommandError("--styles needs --mix SEEDS (the seeds whose styles are copied)")
     if args.mix:
-        req["style_mix"] = parse_mix(args.mix)
+        req["style_mix"] = parse_mix(args.mix, args.styles)
     if args.interpolate:
         req["interpolate"] = parse_interpolate(args.interpolate)
     if args.class_ is not None:
-        req["class"] = int(args.class_) if args.class_.isdigit() else args.class_
+        req["class"] = int(args.class_) if args.class_.isascii() and args.class_.isdigit() else args.class_
     return req
+
+
+def output_kind(out: Path) -> str:
+    """'png' | 'jpeg' | 'npy' | 'gif' for a file, 'dir' for a folder; refuse what would be silently misread."""
+    if out.suffix.lower() in FILE_FORMATS:
+        return FILE_FORMATS[out.suffix.lower()]
+    if out.suffix and not out.is_dir():
+        raise CommandError(f"--out {out}: unknown suffix '{out.suffix}' (use .png, .jpg, .npy, .gif or a folder)")
+    return "dir"
 
 
 def run(args: argparse.Namespace) -> int:
     import ganserve
-    from ganserve.images import encode_image, make_grid
-    from ganserve.sampling import _default_cols, sample
+    from ganserve.images import encode_gif, encode_image, make_grid
+    from ganserve.sampling import sample
 
     if args.list:
         for name, path in ganserve.available_models().items():
             print(f"{name}\t{path}")
         return 0
     if not args.model:
-        raise ValueError("--model is required (see --list)")
-    model = ganserve.load(args.model, device=args.device)
-    result = sample(model, build_request(args), batch_size=args.batch_size, max_images=args.max_images)
+        raise CommandError("--model is required (see --list)")
     out = Path(args.out)
-    fmt = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".npy": "npy"}.get(out.suffix.lower())
-    if fmt is not None:
-        if fmt == "npy":
-            data = encode_image(result.images, "npy")
-        elif len(result.images) == 1:
-            data = encode_image(result.images[0], fmt, result.params[0])
-        else:
-            grid = make_grid(result.images, args.cols or _default_cols(result))
-            data = encode_image(grid, fmt, {"grid": result.params} if fmt == "png" else None)
-        atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
-        print(out)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
+    kind = output_kind(out)
+    if kind != "dir" and out.exists() and not args.force:
+        raise CommandError(f"{out} exists (pass --force to overwrite it)")
+    request = build_request(args)
+    model = ganserve.load(args.model, device=args.device)
+    result = sample(model, request, batch_size=args.batch_size, max_images=args.max_images)
+    if kind == "dir":
+        files = {}
         for img, prm in zip(result.images, result.params):
             stem = f"seed{prm['seeds'][0]:04d}"
             if "style_mix" in prm:
                 stem += f"-mix{prm['style_mix']['seeds'][0]:04d}"
+            if "class" in prm:
+                stem += f"-class{prm['class']}"
             if "frame" in prm:
                 stem += f"-frame{prm['frame']:03d}"
-            path = out / f"{stem}.png"
-            data = encode_image(img, "png", prm)
-            atomic_write(path, lambda tmp, d=data: Path(tmp).write_bytes(d))
-        print(out)
+            files[out / f"{stem}.png"] = (img, prm)
+        clash = [p for p in files if p.exists()]
+        if clash and not args.force:
+            raise CommandError(f"{clash[0]} exists ({len(clash)} files would be overwritten; pass --force)")
+        out.mkdir(parents=True, exist_ok=True)
+        for path, (img, prm) in files.items():
+            atomic_write_bytes(path, encode_image(img, "png", prm))
+    else:
+        if kind == "gif":
+            data = encode_gif(result.images, bounce=False)
+        elif kind == "npy":
+            data = encode_image(result.images, "npy")
+        elif len(result.images) == 1:
+            data = encode_image(result.images[0], kind, result.params[0])
+        else:
+            grid = make_grid(result.images, args.cols or result.request.default_cols())
+            data = encode_image(grid, kind, {"grid": result.params} if kind == "png" else None)
+        atomic_write_bytes(out, data)
+    print(out)
     print(json.dumps({"model": result.model, "version": result.model_version, "images": len(result.images),
                       "seconds": round(result.seconds, 3)}), file=sys.stderr)  # fmt: skip
     return 0

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import ganserve
-    from ganserve.models.loading import resolve
+    from ganserve.loading import resolve
     from ganserve.serving.launcher import Server
     from ganserve.serving.store import ArchiveOptions
 

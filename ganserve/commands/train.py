@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ganserve.families import FAMILIES
+from ganserve.families import family_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a generator (resumable; writes grids, state and a shippable checkpoint)")
-    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("family", choices=family_names())
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (Debian dataset-fashion-mnist) or a folder")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--out-dir", required=True, help="run directory: state, sample grids, log")

@@ -63,7 +63,7 @@ def make_backend(args: argparse.Namespace) -> Backend:
             raise ValueError("--local generates in-process: drop --server / --management / --key-file")
         models = None
         if args.model:
-            from ganserve.models.loading import resolve
+            from ganserve.loading import resolve
 
             paths = [resolve(m) for m in args.model]
             models = {p.stem: p for p in paths}

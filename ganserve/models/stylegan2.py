@@ -8,14 +8,13 @@ an importer can map official checkpoints one to one.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganserve.models.config import MAX_CHANNELS, ModelConfig, check_power_of_two
 from ganserve.models.layers import (
     EqualizedConv2d,
     EqualizedLinear,
@@ -26,14 +25,11 @@ from ganserve.models.layers import (
     upsample2d,
 )
 
-if TYPE_CHECKING:
-    from ganserve.sampling import SampleResult
-
 NOISE_MODES = ("const", "random", "none")
 
 
 @dataclass
-class StyleGAN2Config:
+class StyleGAN2Config(ModelConfig):
     resolution: int = 32
     img_channels: int = 3
     z_dim: int = 128
@@ -53,12 +49,18 @@ class StyleGAN2Config:
     cmap_dim: int = 0  # projection-discriminator embedding size (0: same as the last D channels)
 
     def __post_init__(self) -> None:
-        r = self.resolution
-        if r < 4 or r & (r - 1):
-            raise ValueError(f"resolution must be a power of two >= 4, got {r}")
+        check_power_of_two("resolution", self.resolution)
+        self.check_ranges({
+            "img_channels": (1, 4), "z_dim": (1, MAX_CHANNELS), "w_dim": (1, MAX_CHANNELS), "c_dim": (0, 1 << 20),
+            "mapping_layers": (1, 64), "mapping_lr_multiplier": (0.0, 1e3), "w_avg_beta": (0.0, 1.0),
+            "channel_base": (1, 1 << 24), "channel_max": (1, MAX_CHANNELS), "conv_clamp": (0.0, 1e9),
+            "mbstd_group_size": (1, 1 << 10), "mbstd_num_channels": (1, 64), "cmap_dim": (0, MAX_CHANNELS),
+        })  # fmt: skip
         if self.class_names and len(self.class_names) != self.c_dim:
             raise ValueError(f"class_names has {len(self.class_names)} names for c_dim={self.c_dim}")
-        self.resample_filter = tuple(self.resample_filter)
+        taps = self.resample_filter = tuple(self.resample_filter)
+        if not 1 <= len(taps) <= 16 or not all(isinstance(t, (int, float)) for t in taps):
+            raise ValueError(f"resample_filter must be 1-16 numbers, got {list(self.resample_filter)!r}")
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
@@ -66,9 +68,6 @@ class StyleGAN2Config:
     @property
     def block_resolutions(self) -> list[int]:
         return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -375,16 +374,6 @@ class StyleGAN2Generator(nn.Module):
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode)
-
-    def latent_from_seed(self, seed: int) -> torch.Tensor:
-        """z for a seed, as StyleGAN2-ADA's scripts draw it (numpy RandomState(seed).randn)."""
-        return torch.from_numpy(np.random.RandomState(seed).randn(self.config.z_dim)).to(torch.float32)
-
-    def sample(self, request: Any = None, **fields: Any) -> SampleResult:
-        """Sample through the shared core: ``G.sample(seeds="0-7", truncation_psi=0.7)``."""
-        from ganserve.sampling import sample
-
-        return sample(self, request, **fields)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from typing import Any
 from torch import nn
 
 from ganserve.backends import load_backend
-from ganserve.requests import DEFAULT_MAX_IMAGES, LAYER_GROUPS, RequestError, request_json_schema
+from ganserve.requests import DEFAULT_MAX_IMAGES, RequestError
 from ganserve.sampling import (
     DEFAULT_BATCH_SIZE,
     SampleResult,
-    class_names,
+    describe,
     encode_result,
     model_name,
     model_version,
@@ -143,19 +143,4 @@ class SampleService:
         return [r for r in responses if r is not None]
 
     def describe(self) -> dict[str, Any]:
-        m = self.model
-        cfg = m.config
-        return {
-            "name": model_name(m),
-            "family": m.family,
-            "version": model_version(m),
-            "resolution": cfg.resolution,
-            "img_channels": cfg.img_channels,
-            "num_ws": m.num_ws,
-            "classes": class_names(m) if cfg.c_dim else [],
-            "layer_groups": list(LAYER_GROUPS),
-            "max_images": self.max_images,
-            "batch_size": self.batch_size,
-            "dataset": (getattr(m, "checkpoint_info", None) or {}).get("dataset"),
-            "request_schema": request_json_schema(m.family),
-        }
+        return describe(self.model, max_images=self.max_images, batch_size=self.batch_size)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ganserve.checkpoint import CheckpointError, atomic_write, read_tensors, save_tensors
 from ganserve.families import get_family
 from ganserve.images import make_grid, to_pil
-from ganserve.models.loading import save_generator
+from ganserve.loading import save_generator
 from ganserve.train.data import ImageDataset, check_resolution, load_dataset
 from ganserve.train.stylegan2_loss import StyleGAN2Loss
 

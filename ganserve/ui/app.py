@@ -26,11 +26,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import gradio as gr
 import numpy as np
 
-from ganserve.images import make_grid
+from ganserve.images import encode_gif, make_grid
 from ganserve.requests import MAX_SEED, parse_seeds
 from ganserve.ui.backend import Backend, BackendError, ModelInfo, Picture
 from ganserve.ui.controls import LAYER_PRESETS, ControlSpec, Settings, common_fields, layers_value, region_fields
-from ganserve.ui.figures import gif_bytes, style_mix_figure
+from ganserve.ui.figures import style_mix_figure
 from ganserve.ui.restore import restore_from_png
 
 log = logging.getLogger("ganserve.ui")
@@ -209,7 +209,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         paths = save(frames)
         gallery = [(p, f"t={f.params.get('t', 0):.2f}") for p, f in zip(paths, frames)]
         arrays = np.stack([f.array() for f in frames])
-        gif = files.write(f"{model}-seed{int(seed):04d}-to{ip['to_seed']:04d}-{space}.gif", gif_bytes(arrays))
+        gif = files.write(f"{model}-seed{int(seed):04d}-to{ip['to_seed']:04d}-{space}.gif", encode_gif(arrays))
         strip = save_array(
             f"{model}-interp-strip.png", make_grid(arrays, len(arrays)), {"grid": [f.params for f in frames]}
         )
@@ -311,10 +311,9 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         mix_cols = gr.Textbox("10-13", label="Column seeds (give the chosen layers)")
                     with gr.Row():
                         mix_layers = gr.Radio(list(LAYER_PRESETS), value="coarse", label="Layers from the column seeds")
-                        mix_start = gr.Slider(0, max(spec0.num_ws, 1), value=0, step=1, label="Custom start")
-                        mix_stop = gr.Slider(
-                            0, max(spec0.num_ws, 1), value=min(4, spec0.num_ws), step=1, label="Custom stop (exclusive)"
-                        )
+                        last_w = max(spec0.num_ws - 1, 0)
+                        mix_start = gr.Slider(0, last_w, value=0, step=1, label="Custom first layer")
+                        mix_stop = gr.Slider(0, last_w, value=min(3, last_w), step=1, label="Custom last layer")
                     mix_btn = gr.Button("Mix styles", variant="primary", elem_id="mix-generate")
                     mix_figure = gr.Image(
                         format="png",
@@ -518,8 +517,8 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any) -> list[A
         gr.update(visible=spec.region_resampling),
         gr.update(visible=spec.has("style_mix")),
         gr.update(visible=spec.has("interpolate")),
-        gr.update(maximum=top),
-        gr.update(maximum=top),
+        gr.update(maximum=top - 1),
+        gr.update(maximum=top - 1),
     ]
 
 

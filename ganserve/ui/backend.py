@@ -131,20 +131,9 @@ class LocalBackend:
             return self._loaded[name]
 
     def describe(self, name: str) -> ModelInfo:
-        from ganserve.requests import request_json_schema
-        from ganserve.sampling import class_names, model_version
+        from ganserve.sampling import describe
 
-        G = self.model(name)
-        cfg = G.config
-        return ModelInfo(
-            name=name,
-            family=G.family,
-            resolution=int(cfg.resolution),
-            num_ws=int(getattr(G, "num_ws", 0) or 0),
-            classes=class_names(G) if getattr(cfg, "c_dim", 0) else [],
-            schema=request_json_schema(G.family),
-            version=model_version(G),
-        )
+        return ModelInfo.from_description(name, {**describe(self.model(name)), "name": name})
 
     def generate(self, name: str, request: dict[str, Any]) -> list[Picture]:
         from ganserve.requests import RequestError

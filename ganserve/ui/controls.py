@@ -117,7 +117,7 @@ def common_fields(spec: ControlSpec, s: Settings) -> dict[str, Any]:
 
 
 def layers_value(preset: str, start: int, stop: int) -> str | list[int]:
-    """The style_mix.layers value for a preset, or [start, stop) for 'custom'."""
+    """The style_mix.layers value for a preset, or [first, last] (both inclusive) for 'custom'."""
     if preset == "custom":
         return [int(start), int(stop)]
     if preset not in LAYER_PRESETS:

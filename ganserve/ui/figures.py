@@ -1,12 +1,10 @@
-"""Pictures made from generated images: the style-mixing figure and the interpolation GIF."""
+"""Pictures made from generated images: the style-mixing figure."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-from ganserve.images import make_grid, to_pil
+from ganserve.images import make_grid
 
 
 def style_mix_figure(rows: np.ndarray, cols: np.ndarray, mixes: np.ndarray, background: int = 255) -> np.ndarray:
@@ -23,10 +21,3 @@ def style_mix_figure(rows: np.ndarray, cols: np.ndarray, mixes: np.ndarray, back
     return make_grid(np.stack(cells), n_cols + 1)
 
 
-def gif_bytes(frames: np.ndarray, frame_ms: int = 80, bounce: bool = True) -> bytes:
-    """An endlessly looping GIF of uint8 [N, H, W, C] frames; ``bounce`` plays them forward then back."""
-    seq = list(frames) + (list(frames[-2:0:-1]) if bounce else [])
-    pics = [to_pil(f) for f in seq]
-    buf = io.BytesIO()
-    pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=frame_ms, loop=0)
-    return buf.getvalue()

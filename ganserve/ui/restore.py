@@ -59,6 +59,21 @@ def _unique(values: list[int]) -> list[int]:
     return list(dict.fromkeys(values))
 
 
+def mix_layers_param(value: Any) -> str | list[int]:
+    """Recorded style-mixing layers -> a group name or inclusive [first, last].
+
+    Images record a group name or "A-B" (inclusive); images made before layer ranges became inclusive recorded a
+    [start, stop) list, which is read as such so that old files restore the figure they were made with.
+    """
+    if isinstance(value, list) and len(value) == 2:
+        lo, stop = int(value[0]), int(value[1])
+        return [lo, max(lo, stop - 1)]
+    if isinstance(value, str) and "-" in value:
+        lo, hi = value.split("-", 1)
+        return [int(lo), int(hi)]
+    return value
+
+
 def restore_from_params(params: dict[str, Any]) -> Restored:
     """One image's parameters, or a grid's {"grid": [params, ...]} -> the controls that remake it."""
     items = params.get("grid") if isinstance(params.get("grid"), list) else [params]
@@ -76,7 +91,7 @@ def restore_from_params(params: dict[str, Any]) -> Restored:
         r.tab = "mix"
         r.mix_rows = format_seeds(seeds)
         r.mix_cols = format_seeds(_unique([int(s) for p in items for s in p["style_mix"]["seeds"]]))
-        r.mix_layers = first["style_mix"].get("layers", "fine")
+        r.mix_layers = mix_layers_param(first["style_mix"].get("layers", "fine"))
     elif "interpolate" in first:
         ip = first["interpolate"]
         r.tab = "interp"

@@ -1,0 +1,142 @@
+"""The one registry of GAN families, and what a family is.
+
+A family is one ``Family`` object, defined in ``ganserve/families/<name>.py`` beside nothing else: where its model
+code lives (config, generator, discriminator, or several named parts), its request model, its sampler (request ->
+rows -> pixels), and, by module path, its exporter and training step. Adding a family is its files plus one line in
+``BUILTIN`` below; code outside a family module never branches on a family's name.
+
+Modules load lazily, so using one family never imports another, and nothing here imports the model code until a
+model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ganserve.requests import BaseRequest
+
+
+# name -> module defining ``FAMILY``: the registration line of each built-in family.
+BUILTIN: dict[str, str] = {
+    "stylegan2": "ganserve.families.stylegan2",
+}
+# The families ganserve is designed for: a checkpoint of one that has not landed yet is refused with "not available in
+# this version" rather than "unknown family".
+DESIGNED = ("progan", "stylegan", "stylegan2", "sagan", "biggan", "vqgan", "vit_vqgan")
+
+_LOADED: dict[str, Family] = {}
+
+
+def _attr(path: str) -> Any:
+    """'package.module:Name' (or 'package.module' for the module itself) -> the object."""
+    module, _, name = path.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, name) if name else obj
+
+
+@dataclass(frozen=True)
+class Part:
+    """One named component of a model: its config dataclass and module class ('module:Name' paths)."""
+
+    config: str
+    module: str
+
+    def build(self, config: dict[str, Any] | Any) -> nn.Module:
+        cfg = config if not isinstance(config, dict) else _attr(self.config)(**config)
+        return _attr(self.module)(cfg)
+
+    def make_config(self, config: dict[str, Any]) -> Any:
+        return _attr(self.config)(**config)
+
+
+class Sampler:
+    """How a family turns a validated request into pixels; subclass one per family.
+
+    ``plan`` checks the request against the loaded model and returns a ``Plan`` whose ``rows`` are tensors with one
+    row per output image (opaque to the core: latents, classes, noise, code maps ...). The core concatenates the rows
+    of any number of plans, cuts them into chunks and calls ``render`` on each chunk, so requests batch together and
+    a row's pixels never depend on its neighbours. ``render`` may loop (autoregressive priors do).
+    """
+
+    def plan(self, model: nn.Module, request: BaseRequest) -> Any:  # -> ganserve.sampling.Plan
+        raise NotImplementedError
+
+    def render(self, model: nn.Module, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        """rows (each [n, ...]) -> images [n, C, H, W] in [-1, 1]."""
+        raise NotImplementedError
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        """Family-specific facts for the UI and the server's model description (merged over the core's)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything ganserve needs to know about one GAN family."""
+
+    name: str
+    generator: Part  # the sampling model, or with ``parts`` the whole that ``assemble`` makes from them
+    request: type[BaseRequest]
+    sampler: Sampler
+    discriminator: str | None = None  # 'module:Class', built from the generator's config (training only)
+    parts: dict[str, Part] = field(default_factory=dict)  # named components stored side by side in one checkpoint
+    exporter: str | None = None  # module that registers the family's exporter (ganserve.export.<family>)
+    training: str | None = None  # 'module:Class' of the family's training step (ganserve.train.<family>)
+    description: str = ""
+
+    # ---- building ------------------------------------------------------------------------------------------------
+    def make_config(self, config: dict[str, Any]) -> Any:
+        return self.generator.make_config(config)
+
+    def make_generator(self, config: Any) -> nn.Module:
+        return self.generator.build(config)
+
+    def make_discriminator(self, config: Any) -> nn.Module:
+        if self.discriminator is None:
+            raise ValueError(f"family {self.name} has no discriminator")
+        return _attr(self.discriminator)(config)
+
+    def assemble(self, parts: dict[str, nn.Module]) -> nn.Module:
+        """The sampling model from its loaded parts (multi-part families)."""
+        return _attr(self.generator.module).from_parts(parts)
+
+    def training_class(self) -> type:
+        if self.training is None:
+            raise ValueError(f"family {self.name} cannot be trained by ganserve")
+        return _attr(self.training)
+
+
+def register_family(module_or_family: str | Family) -> Family:
+    """Register a family: a module path defining ``FAMILY`` (lazily imported), or a ``Family`` object."""
+    if isinstance(module_or_family, str):
+        fam = importlib.import_module(module_or_family).FAMILY
+    else:
+        fam = module_or_family
+    _LOADED[fam.name] = fam
+    return fam
+
+
+def family_names() -> list[str]:
+    """Every registered family, built-in or added with ``register_family``."""
+    return sorted({*BUILTIN, *_LOADED})
+
+
+def get_family(name: str) -> Family:
+    if name in _LOADED:
+        return _LOADED[name]
+    if name in BUILTIN:
+        return register_family(BUILTIN[name])
+    if name in DESIGNED:
+        raise KeyError(f"family '{name}' is not available in this version of ganserve (available: "
+                       f"{', '.join(family_names())})")  # fmt: skip
+    raise KeyError(f"unknown family '{name}' (known: {', '.join(sorted({*family_names(), *DESIGNED}))})")
+
+
+def family_of(model: Any) -> Family:
+    return get_family(model.family)

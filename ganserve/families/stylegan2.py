@@ -1,0 +1,187 @@
+"""StyleGAN2 as a ganserve family: its request fields and its sampler (mapping -> ws rows -> synthesis).
+
+Semantics are StyleGAN2-ADA's: z = RandomState(seed).randn(z_dim); truncation lerps from w_avg on the first
+``truncation_cutoff`` ws; style mixing copies a mixing seed's ws over a layer range (inclusive, as the official
+``--styles 0-6``) or a named group; interpolation lerps in W or slerps in Z. Noise always travels as explicit rows
+(const and none become tensors) so requests with different noise modes share one generator call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from ganserve.families import Family, Part, Sampler
+from ganserve.latents import normal_from_seed, slerp, steps
+from ganserve.requests import LAYER_GROUPS, ClassField, LatentRequest, RequestError, StyleMix, finite_float
+from ganserve.sampling import Plan, model_device, model_name, resolve_class
+
+# Index ranges of the named style-mixing groups, in the StyleGAN papers' numbering: coarse = 4^2-8^2,
+# middle = 16^2-32^2, fine = 64^2 and up; [start, stop) clipped to the model's number of ws.
+LAYER_GROUP_RANGES = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}
+
+
+class StyleRequest(LatentRequest, ClassField):
+    """Requests for the style-based generators (StyleGAN, StyleGAN2)."""
+
+    truncation_psi: float = finite_float(-1.0, 2.0, 1.0)
+    truncation_cutoff: int | None = Field(default=None, ge=0)
+    noise_mode: Literal["const", "random", "none"] = "const"
+    style_mix: StyleMix | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StyleRequest:
+        if self.style_mix is not None and self.interpolate is not None:
+            raise ValueError("style_mix and interpolate cannot be combined in one request")
+        return self
+
+    def image_count(self) -> int:
+        return super().image_count() * (len(self.style_mix.seeds) if self.style_mix else 1)
+
+    def default_cols(self) -> int:
+        return len(self.style_mix.seeds) if self.style_mix else super().default_cols()
+
+
+def layer_groups(num_ws: int) -> dict[str, list[int]]:
+    """The named groups a model with ``num_ws`` ws has, as inclusive [first, last] (empty groups left out)."""
+    out = {}
+    for name in LAYER_GROUPS:
+        lo, hi = LAYER_GROUP_RANGES[name]
+        hi = num_ws if hi is None else min(hi, num_ws)
+        if lo < hi:
+            out[name] = [lo, hi - 1]
+    return out
+
+
+def layer_span(layers: list[int] | str, num_ws: int, field_name: str) -> tuple[int, int]:
+    """A request's layers (group name or inclusive [A, B]) -> the [start, stop) slice of ws they cover."""
+    if isinstance(layers, str):
+        groups = layer_groups(num_ws)
+        if layers not in groups:
+            raise RequestError(field_name, f"'{layers}' holds no layers in a model with {num_ws} ws "
+                                           f"(groups: {', '.join(groups)})")  # fmt: skip
+        lo, hi = groups[layers]
+        return lo, hi + 1
+    lo, hi = layers
+    if hi >= num_ws:
+        raise RequestError(field_name, f"layer range [{lo}, {hi}] exceeds the model's ws 0-{num_ws - 1}")
+    return lo, hi + 1
+
+
+def layers_param(layers: list[int] | str) -> str:
+    """How a layer choice is recorded in image parameters: the group name, or "A-B" (inclusive).
+
+    Older files recorded [start, stop) lists; a string is never that, so restoring can tell the two apart.
+    """
+    return layers if isinstance(layers, str) else f"{layers[0]}-{layers[1]}"
+
+
+class StyleSampler(Sampler):
+    """mapping(z, class, psi, cutoff) -> ws rows (+ per-layer noise rows) -> synthesis."""
+
+    def noise_layers(self, model: nn.Module) -> list[Any]:
+        return [m for m in model.synthesis.modules() if hasattr(m, "noise_const")]
+
+    def plan(self, model: nn.Module, req: StyleRequest) -> Plan:
+        num_ws, z_dim = model.num_ws, model.config.z_dim
+        if req.truncation_cutoff is not None and req.truncation_cutoff > num_ws:
+            raise RequestError("truncation_cutoff", f"{req.truncation_cutoff} exceeds the model's {num_ws} ws")
+        cls = resolve_class(model, req.class_)
+        mix_span = layer_span(req.style_mix.layers, num_ws, "style_mix.layers") if req.style_mix else None
+        device = model_device(model)
+
+        base: dict[str, Any] = {"model": model_name(model), "truncation_psi": req.truncation_psi,
+                                "noise_mode": req.noise_mode}  # fmt: skip
+        if req.truncation_cutoff is not None:
+            base["truncation_cutoff"] = req.truncation_cutoff
+        if cls is not None:
+            base["class"] = cls
+
+        def mapping(zs: list[torch.Tensor]) -> torch.Tensor:
+            z = torch.stack(zs).to(device)
+            c = torch.full([len(zs)], cls, device=device) if cls is not None else None
+            return model.mapping(z, c, req.truncation_psi, req.truncation_cutoff).cpu()
+
+        ws_rows: list[torch.Tensor] = []
+        noise_seeds: list[int] = []
+        params: list[dict[str, Any]] = []
+        seeds = req.seeds
+        ws_seeds = mapping([normal_from_seed(s, z_dim) for s in seeds])
+        if req.style_mix:
+            mix_seeds = req.style_mix.seeds
+            ws_mix = mapping([normal_from_seed(s, z_dim) for s in mix_seeds])
+            lo, hi = mix_span
+            layers = layers_param(req.style_mix.layers)
+            for i, s in enumerate(seeds):  # rows: seeds, columns: mixing seeds (StyleGAN2-ADA's figure)
+                for j, m in enumerate(mix_seeds):
+                    w = ws_seeds[i].clone()
+                    w[lo:hi] = ws_mix[j, lo:hi]
+                    ws_rows.append(w)
+                    noise_seeds.append(s)
+                    params.append({**base, "seeds": [s], "style_mix": {"seeds": [m], "layers": layers}})
+        elif req.interpolate:
+            ip = req.interpolate
+            z_to = normal_from_seed(ip.to_seed, z_dim)
+            ts = steps(ip.steps)
+            w_to = mapping([z_to])[0]
+            interp = {"to_seed": ip.to_seed, "steps": ip.steps, "space": ip.space}
+            for i, s in enumerate(seeds):
+                if ip.space == "z":
+                    z0 = normal_from_seed(s, z_dim)
+                    ws_rows.extend(mapping([slerp(z0, z_to, t) for t in ts]))
+                else:
+                    ws_rows.extend(ws_seeds[i].lerp(w_to, t) for t in ts)
+                for k, t in enumerate(ts):
+                    noise_seeds.append(s)
+                    params.append({**base, "seeds": [s], "interpolate": interp, "frame": k, "t": round(t, 6)})
+        else:
+            ws_rows.extend(ws_seeds)
+            noise_seeds.extend(seeds)
+            params.extend({**base, "seeds": [s]} for s in seeds)
+
+        rows = {"ws": torch.stack(ws_rows)}
+        n = len(ws_rows)
+        layers = self.noise_layers(model)
+        if req.noise_mode == "random":
+            # Drawn from a generator seeded with the image's seed: the same seed gives the same noise anywhere.
+            per_image = [self._seed_noise(model, s) for s in noise_seeds]
+            for k in range(len(layers)):
+                rows[f"noise{k}"] = torch.cat([noise[k] for noise in per_image])
+        else:
+            for k, layer in enumerate(layers):
+                t = layer.noise_const.detach().cpu()
+                t = t if req.noise_mode == "const" else torch.zeros_like(t)
+                rows[f"noise{k}"] = t.reshape(1, 1, *t.shape).expand(n, -1, -1, -1)
+        return Plan(req, rows, params)
+
+    @staticmethod
+    def _seed_noise(model: nn.Module, seed: int) -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        return [torch.randn([1, 1, h, w], generator=gen) for h, w in model.synthesis.noise_shapes()]
+
+    def render(self, model: nn.Module, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        device = model_device(model)
+        noise = [rows[f"noise{k}"].to(device) for k in range(len(rows) - 1)]
+        return model.synthesis(rows["ws"].to(device), noise_mode="random", noise=noise, fused=False)
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        return {"num_ws": model.num_ws, "layer_groups": layer_groups(model.num_ws)}
+
+
+class StyleGAN2Request(StyleRequest):
+    pass
+
+
+FAMILY = Family(
+    name="stylegan2",
+    generator=Part("ganserve.models.stylegan2:StyleGAN2Config", "ganserve.models.stylegan2:StyleGAN2Generator"),
+    discriminator="ganserve.models.stylegan2:StyleGAN2Discriminator",
+    request=StyleGAN2Request,
+    sampler=StyleSampler(),
+    exporter="ganserve.export.stylegan2",
+    training="ganserve.train.stylegan2:StyleGAN2Training",
+    description="StyleGAN2 (Karras et al. 2020): mapping network, modulated convolutions, skip G, residual D",
+)
