@@ -60,9 +60,10 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the mode a plain open() would
     try:
         write(tmp)
+        # mkstemp creates 0600 (and some writers replace the file): give it the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

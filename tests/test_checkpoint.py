@@ -194,3 +194,12 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         save_tensors(path, {"x": torch.ones(1)}, {"family": "stylegan2", "config": {}})
     assert path.read_bytes() == raw  # the old file is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["good.safetensors"]  # no temp file left behind
+
+
+def test_written_files_get_the_umask_mode(tmp_path):
+    import os
+
+    path, _ = _saved(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
