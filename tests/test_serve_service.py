@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganserve.requests import RequestError
 from ganserve.sampling import sample
 from ganserve.serving.service import SampleService, decode_body
 
@@ -54,9 +55,12 @@ def test_describe(tiny_cond):
     assert info["num_ws"] == tiny_cond.num_ws and "seeds" in info["request_schema"]["properties"]
 
 
-@pytest.mark.parametrize("raw", [b"", "", None])
-def test_empty_body_means_defaults(raw):
-    assert decode_body(raw) == {}
+@pytest.mark.parametrize("raw", [b"", "", b"  \n", None])
+def test_an_empty_body_is_refused_not_read_as_the_defaults(raw, tiny):
+    with pytest.raises(RequestError, match="body"):
+        decode_body(raw)
+    (r,) = SampleService(tiny).handle_batch([raw])
+    assert r.status == 400 and json.loads(r.body)["field"] == ""
 
 
 def test_committed_openapi_matches_the_request_models():

@@ -26,9 +26,9 @@ from ganserve.sampling import (
     plan,
     render,
 )
+from ganserve.serving.bodies import MAX_BODY_BYTES, decode_body  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass
@@ -40,32 +40,16 @@ class Response:
 
     @property
     def reason(self) -> str:
-        return {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}.get(self.status, "")
+        return REASONS.get(self.status, "")
+
+
+REASONS = {200: "OK", 400: "Bad Request", 413: "Payload Too Large", 500: "Internal Server Error",
+           503: "Service Unavailable", 507: "Insufficient Storage"}  # fmt: skip
 
 
 def error_response(status: int, payload: dict[str, Any]) -> Response:
+    """Every error is JSON, whatever the status (400, 413, 500 ...)."""
     return Response(status, json.dumps(payload).encode(), "application/json")
-
-
-def decode_body(raw: Any) -> dict[str, Any]:
-    """A request body as the engine hands it over (bytes, str, or JSON it already parsed) -> a dict."""
-    if isinstance(raw, (bytes, bytearray)):
-        if len(raw) > MAX_BODY_BYTES:
-            raise RequestError("", f"the request body is over {MAX_BODY_BYTES} bytes")
-        try:
-            raw = json.loads(bytes(raw).decode("utf-8")) if raw.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RequestError("", f"the request body is not valid JSON ({e})") from None
-    elif isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as e:
-            raise RequestError("", f"the request body is not valid JSON ({e})") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise RequestError("", f"the request body must be a JSON object, got {type(raw).__name__}")
-    return raw
 
 
 @dataclass
