@@ -58,6 +58,24 @@ def set_number(page, selector: str, value: str) -> None:
     box.press("Tab")  # Gradio takes the value on change / blur
 
 
+def fill_text(page, selector: str, value: str) -> None:
+    """Type into a Gradio textbox and leave it, so the app has the value before the next click reads it.
+
+    An update still in flight from an earlier event (page load, a model switch) can reset the box after it was
+    typed into: type again until the value stays put.
+    """
+    box = page.locator(f"{selector} textarea, {selector} input").first
+    for _ in range(40):
+        box.fill(value)
+        box.press("Tab")
+        page.wait_for_timeout(250)
+        if box.input_value() == value:
+            page.wait_for_timeout(250)
+            if box.input_value() == value:
+                return
+    raise AssertionError(f"{selector} would not keep the value {value!r}")
+
+
 def test_generate_in_the_browser(page, app_url, tiny_models_dir, tmp_path):
     page.goto(app_url)
     page.wait_for_selector("#generate")
@@ -102,7 +120,7 @@ def test_server_errors_show_as_messages(page, app_url):
     page.goto(app_url)
     page.wait_for_selector("#generate")
     page.get_by_role("tab", name="Seed grid").click()
-    page.locator("#grid-seeds textarea, #grid-seeds input").first.fill("0-99")
+    fill_text(page, "#grid-seeds", "0-99")
     page.click("#grid-generate")
     toast = page.locator(".toast-body").first
     toast.wait_for()
@@ -128,7 +146,7 @@ def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, ap
     page.get_by_role("option", name="2: triangle").click()
 
     page.get_by_role("tab", name="Seed grid").click()
-    page.locator("#grid-seeds textarea, #grid-seeds input").first.fill("5-8")
+    fill_text(page, "#grid-seeds", "5-8")
     page.click("#grid-generate")
     thumbs = page.locator("#grid-gallery button.thumbnail-item, #grid-gallery .thumbnail-item")
     thumbs.nth(3).wait_for()
