@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from ganserve.benchmarks.timing import median_seconds
 
 
 class _OfficialSynthesis(torch.nn.Module):
@@ -80,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
 def _times(G, ours, ref, official, ws, noise, repeats: int) -> tuple[float, float, float, float]:
     """Median seconds per call: eager, ganserve onnx, official eager, official onnx."""
     return (
-        _median_time(lambda: G.synthesis(ws, noise_mode="random", noise=noise, fused=False), repeats),
-        _median_time(lambda: ours.synthesis(ws, noise_mode="random", noise=noise), repeats),
-        _median_time(lambda: ref.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False), repeats),
-        _median_time(lambda: official.run(None, {"ws": ws.numpy()}), repeats),
+        median_seconds(lambda: G.synthesis(ws, noise_mode="random", noise=noise, fused=False), repeats),
+        median_seconds(lambda: ours.synthesis(ws, noise_mode="random", noise=noise), repeats),
+        median_seconds(lambda: ref.synthesis(ws, noise_mode="const", force_fp32=True, fused_modconv=False), repeats),
+        median_seconds(lambda: official.run(None, {"ws": ws.numpy()}), repeats),
     )
 
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import torch
 
 from ganserve.backends import BACKENDS, load_backend
+from ganserve.benchmarks.timing import median_seconds
 from ganserve.sampling import plan, render
 
 
@@ -33,20 +31,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _time(fn: Callable[[], object], repeats: int, device: str) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _reference_generator(path: str, model: torch.nn.Module) -> torch.nn.Module:
@@ -81,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         rss0 = _peak_rss_mib()
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        t = _time(lambda p=p, bs=bs: render(model, [p], batch_size=bs), args.repeats, args.device)
+        t = median_seconds(lambda p=p, bs=bs: render(model, [p], batch_size=bs), args.repeats, args.device)
         row = {"batch": bs, "images_per_s": round(bs / t, 2), "ms_per_batch": round(t * 1000, 2)}
         if args.device.startswith("cuda"):
             row["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -91,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
             ws = p.ws.to(args.device)
             ours = model.synthesis(ws, noise_mode="const", fused=False)
             ours_fn = lambda ws=ws: model.synthesis(ws, noise_mode="const", fused=False)  # noqa: E731
-            row["synthesis_images_per_s"] = round(bs / _time(ours_fn, args.repeats, args.device), 2)
+            row["synthesis_images_per_s"] = round(bs / median_seconds(ours_fn, args.repeats, args.device), 2)
             theirs = ref.synthesis(ws, noise_mode="const", force_fp32=True)
             ref_fn = lambda ws=ws: ref.synthesis(ws, noise_mode="const", force_fp32=True)  # noqa: E731
-            t_ref = _time(ref_fn, args.repeats, args.device)
+            t_ref = median_seconds(ref_fn, args.repeats, args.device)
             row["reference_images_per_s"] = round(bs / t_ref, 2)
             row["speed_vs_reference"] = round(t_ref / t, 3)
             row["max_abs_diff_vs_reference"] = float((ours - theirs).abs().max())
