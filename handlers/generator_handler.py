@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import torch
@@ -138,8 +139,11 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[bytes] | Non
         return None
     if _is_describe(context):
         return [json.dumps(_service.describe()).encode()]
+    t0 = time.perf_counter()
     _service.last = BatchStats()  # a batch of unreadable bodies runs nothing: report no images for it
     responses = answer(data, context, _service)
+    # The worker's own time for the batch: what a client's latency minus this leaves is frontend, IPC and HTTP.
+    handler_ms = f"{(time.perf_counter() - t0) * 1000:.1f}"
     try:
         _record_metrics(context, _service, sum(r.status != 200 for r in responses))
     except Exception:  # metrics must never cost a response
@@ -157,4 +161,5 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[bytes] | Non
         context.set_response_content_type(i, r.content_type)
         for key, value in r.headers.items():
             context.set_response_header(i, key, value)
+        context.set_response_header(i, "X-Ganserve-Handler-Ms", handler_ms)
     return [r.body for r in responses]

@@ -71,7 +71,7 @@ def test_unicode_digits_are_not_numbers(body):
         (b"null", "null"),
         (b"\xff\xfe{}", "UTF-8"),
         (b"{not json", "not valid JSON"),
-        ('{"a": "\\ud800"}'.encode(), "surrogate"),
+        (b'{"a": "\\ud800"}', "surrogate"),
         (3.5, "float"),
     ],
 )

@@ -1,11 +1,79 @@
-"""A small HTTP client for a ganserve TorchServe: predictions, the model list, model descriptions."""
+"""A small HTTP client for a ganserve TorchServe: predictions, the model list, model descriptions.
+
+Keys come from arguments or from TorchServe's key_file.json, which is re-read whenever it changes and after a key
+is refused (TorchServe rewrites it when keys are regenerated through its token API). A 503 (queue full) or 507
+(the worker holding the request died) is retried once after a short wait: requests are pure, so the same body gives
+the same pixels whichever worker answers it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import requests
+
+RETRY_STATUSES = (503, 507)
+MAX_RETRY_WAIT_S = 5.0
+
+
+class KeyFileError(RuntimeError):
+    pass
+
+
+def read_keys(key_file: str | os.PathLike) -> dict[str, str]:
+    """{"inference": ..., "management": ..., "API": ...} from TorchServe's key file.
+
+    TorchServe writes {"management": {"key": ..., "expiration time": ...}, "inference": {...}, "API": {...}};
+    a plain {"management": "KEY"} is accepted too. TorchServe truncates and rewrites the file in place, so a read
+    that lands mid-write is tried again a few times.
+    """
+    path = Path(key_file)
+    for attempt in range(5):
+        try:
+            data = json.loads(path.read_text())
+            break
+        except FileNotFoundError:
+            raise KeyFileError(f"key file {path} not found (`ganserve serve` prints its path)") from None
+        except ValueError as e:
+            if attempt == 4:
+                raise KeyFileError(f"cannot read key file {path}: {e}") from None
+            time.sleep(0.05)
+        except OSError as e:
+            raise KeyFileError(f"cannot read key file {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise KeyFileError(f"cannot read key file {path}: not a JSON object")
+    keys = {}
+    for api, entry in data.items():
+        if isinstance(entry, dict):
+            entry = entry.get("key")
+        if entry:
+            keys[api] = str(entry)
+    return keys
+
+
+def token_refused(resp: requests.Response) -> bool:
+    """TorchServe 0.12 answers a missing, wrong or expired key with 400 {"type": "InvalidKeyException", ...}."""
+    if resp.status_code not in (400, 401, 403):
+        return False
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.status_code in (401, 403)
+    return isinstance(data, dict) and (
+        "InvalidKey" in str(data.get("type", "")) or "Token Authorization failed" in str(data.get("message", ""))
+    )
+
+
+def retry_wait(resp: requests.Response, default: float) -> float:
+    """Seconds to wait before retrying: the server's Retry-After (seconds) when it sends one, capped."""
+    try:
+        return min(MAX_RETRY_WAIT_S, max(0.0, float(resp.headers.get("Retry-After", default))))
+    except ValueError:
+        return default
 
 
 class Client:
@@ -16,27 +84,78 @@ class Client:
         *,
         inference_key: str | None = None,
         management_key: str | None = None,
+        key_file: str | os.PathLike | None = None,
         timeout: float = 120,
+        retries: int = 1,
+        retry_wait_s: float = 0.5,
     ) -> None:
         self.inference_url, self.management_url = inference_url.rstrip("/"), (management_url or "").rstrip("/")
-        self.inference_key, self.management_key, self.timeout = inference_key, management_key, timeout
+        self._explicit = {"inference": inference_key, "management": management_key}
+        self.key_file = Path(key_file) if key_file else None
+        self.timeout, self.retries, self.retry_wait_s = timeout, retries, retry_wait_s
         self.session = requests.Session()
+        self._file_keys: dict[str, str] = {}
+        self._file_stamp: tuple[int, int] | None = None
+
+    # ---- keys ----------------------------------------------------------------------------------------------------
+    def _reload_keys(self, force: bool = False) -> None:
+        if self.key_file is None:
+            return
+        try:
+            st = self.key_file.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if force or stamp != self._file_stamp or not self._file_keys:
+            self._file_keys = read_keys(self.key_file)
+            self._file_stamp = stamp
+
+    def key(self, api: str) -> str | None:
+        """The key for "inference" or "management": given explicitly, else from the key file."""
+        if self._explicit.get(api):
+            return self._explicit[api]
+        self._reload_keys()
+        return self._file_keys.get(api)
+
+    @property
+    def inference_key(self) -> str | None:
+        return self.key("inference")
+
+    @property
+    def management_key(self) -> str | None:
+        return self.key("management")
 
     @staticmethod
     def _auth(key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def predict_raw(self, model: str, body: Any, *, key: str | None = ..., **kw: Any) -> requests.Response:
+    # ---- transport -----------------------------------------------------------------------------------------------
+    def request(self, method: str, url: str, api: str, *, key: Any = ..., **kw: Any) -> requests.Response:
+        """One call with the retries described above. ``key=None`` sends no key; a given key is never reloaded."""
+        kw.setdefault("timeout", self.timeout)
+        extra_headers = kw.pop("headers", {})
+        reloadable = key is ... and self.key_file is not None and not self._explicit.get(api)
+        attempt, reloaded = 0, False
+        while True:
+            headers = {**self._auth(self.key(api) if key is ... else key), **extra_headers}
+            resp = self.session.request(method, url, headers=headers, **kw)
+            if reloadable and not reloaded and token_refused(resp):
+                self._reload_keys(force=True)  # the keys may have been regenerated since the last read
+                reloaded = True
+                continue
+            if resp.status_code in RETRY_STATUSES and attempt < self.retries:
+                attempt += 1
+                time.sleep(retry_wait(resp, self.retry_wait_s))
+                continue
+            return resp
+
+    def predict_raw(self, model: str, body: Any, *, key: Any = ..., **kw: Any) -> requests.Response:
         """POST the body (a dict is sent as JSON; bytes / str as they are) and return the raw response."""
-        headers = self._auth(self.inference_key if key is ... else key)
+        url = f"{self.inference_url}/predictions/{model}"
         if isinstance(body, (bytes, str)):
-            headers["Content-Type"] = "application/json"
-            return self.session.post(
-                f"{self.inference_url}/predictions/{model}", data=body, headers=headers, timeout=self.timeout, **kw
-            )
-        return self.session.post(
-            f"{self.inference_url}/predictions/{model}", json=body, headers=headers, timeout=self.timeout, **kw
-        )
+            headers = {"Content-Type": "application/json", **kw.pop("headers", {})}
+            return self.request("POST", url, "inference", key=key, data=body, headers=headers, **kw)
+        return self.request("POST", url, "inference", key=key, json=body, **kw)
 
     def predict(self, model: str, body: Any) -> requests.Response:
         r = self.predict_raw(model, body)
@@ -44,8 +163,11 @@ class Client:
             raise RuntimeError(f"{r.status_code}: {r.text}")
         return r
 
+    def ping(self) -> requests.Response:
+        return self.request("GET", f"{self.inference_url}/ping", "inference", timeout=30)
+
     def _management(self, path: str) -> Any:
-        r = self.session.get(f"{self.management_url}{path}", headers=self._auth(self.management_key), timeout=30)
+        r = self.request("GET", f"{self.management_url}{path}", "management", timeout=30)
         r.raise_for_status()
         return r.json()
 
@@ -58,9 +180,12 @@ class Client:
             if not token:
                 return names
 
+    def model_info(self, model: str) -> list[dict[str, Any]]:
+        return self._management(f"/models/{model}")
+
     def workers_ready(self, model: str) -> bool:
         try:
-            info = self._management(f"/models/{model}")
+            info = self.model_info(model)
         except requests.HTTPError:
             return False
         workers = info[0].get("workers", []) if info else []

@@ -1,11 +1,55 @@
-"""TorchServe's config.properties, written from a dataclass. Safe defaults: loopback only, token authorisation on,
-the model-registration API off, Prometheus metrics."""
+"""TorchServe's config.properties, written from a dataclass. Safe defaults: loopback only, token authorisation on with
+keys that stay valid for the server's life, the model-registration API off, request bodies handed to ganserve's
+handler as the bytes the client sent, Prometheus metrics on loopback."""
 
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+# TorchServe expires its keys 60 minutes after start unless told otherwise (token_expiration_min, minutes, a double)
+# and nothing renews them: from then on every call gets 400. Ten years is "the server's life" and stays far from
+# java.time.Instant's overflow. The key file still shows the date, and clients re-read it on every refusal.
+KEY_LIFETIME_MIN = 10 * 365 * 24 * 60
+
+
+# TorchServe's own log4j2.xml logs the frontend at DEBUG, twice into ts_log.log (a logger and the root both write it)
+# and once more to the console: ~20 synchronous lines per request. This one keeps every file and what matters in
+# them (warnings and errors, start-up, the access log, the workers' output with their tracebacks, metrics) and drops
+# the per-request chatter of the worker threads.
+LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration>
+  <Appenders>
+    <Console name="STDOUT" target="SYSTEM_OUT"><PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/></Console>
+    <File name="access_log" fileName="${env:LOG_LOCATION:-logs}/access_log.log" bufferedIO="true"
+          immediateFlush="true"><PatternLayout pattern="%d{ISO8601} - %m%n"/></File>
+    <File name="model_log" fileName="${env:LOG_LOCATION:-logs}/model_log.log">
+      <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/></File>
+    <File name="model_metrics" fileName="${env:METRICS_LOCATION:-logs}/model_metrics.log">
+      <PatternLayout pattern="%d{ISO8601} - %m%n"/></File>
+    <File name="ts_log" fileName="${env:LOG_LOCATION:-logs}/ts_log.log">
+      <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/></File>
+    <File name="ts_metrics" fileName="${env:METRICS_LOCATION:-logs}/ts_metrics.log">
+      <PatternLayout pattern="%d{ISO8601} - %m%n"/></File>
+  </Appenders>
+  <Loggers>
+    <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="access_log"/></Logger>
+    <Logger name="io.netty" level="error"/>
+    <Logger name="org.apache" level="off"/>
+    <Logger name="MODEL_LOG" level="info" additivity="false"><AppenderRef ref="model_log"/></Logger>
+    <Logger name="MODEL_METRICS" level="info" additivity="false"><AppenderRef ref="model_metrics"/></Logger>
+    <Logger name="TS_METRICS" level="info" additivity="false"><AppenderRef ref="ts_metrics"/></Logger>
+    <Logger name="org.pytorch.serve" level="info" additivity="false">
+      <AppenderRef ref="ts_log"/><AppenderRef ref="STDOUT"/></Logger>
+    <Logger name="org.pytorch.serve.wlm.WorkerThread" level="warn"/>
+    <Logger name="org.pytorch.serve.wlm.BatchAggregator" level="warn"/>
+    <Logger name="org.pytorch.serve.wlm.WorkerLifeCycle" level="warn"/>
+    <Logger name="org.pytorch.serve.job" level="warn"/>
+    <Root level="info"><AppenderRef ref="STDOUT"/><AppenderRef ref="ts_log"/></Root>
+  </Loggers>
+</Configuration>
+"""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -21,14 +65,23 @@ class ServerConfig:
     inference_port: int = 8080
     management_port: int = 8081
     metrics_port: int = 8082
+    # The metrics endpoint has no authentication in TorchServe: it stays on loopback whatever ``host`` is.
+    metrics_host: str = "127.0.0.1"
     grpc_inference_port: int = 7070
     grpc_management_port: int = 7071
     auth: bool = True
+    token_expiration_min: float = KEY_LIFETIME_MIN
     workers: int = 1
     models: str = "all"  # what to load at start: "all" or "a.mar,b.mar"
     response_timeout_s: int = 120
+    # The frontend's own limit (it answers 413 with an empty body above it); the handler's JSON 413 applies from
+    # ganserve.serving.bodies.MAX_BODY_BYTES (1 MiB), so bodies between the two get ganserve's JSON error.
     max_request_mb: int = 2
     jvm_heap_mb: int = 512
+    netty_threads: int = 0  # 0: TorchServe's default (one per core)
+    job_queue_size: int = 100  # per model; a burst beyond it gets the frontend's 503
+    log_config: Path | None = None  # a log4j2.xml (LOG4J2_XML); None keeps TorchServe's own
+    extra: dict[str, str] = field(default_factory=dict)  # any other TorchServe key, written last
 
     @property
     def inference_url(self) -> str:
@@ -40,11 +93,11 @@ class ServerConfig:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}"
+        return f"http://{self.metrics_host}:{self.metrics_port}"
 
     def properties(self) -> dict[str, str]:
         size = str(self.max_request_mb * 1024 * 1024)
-        return {
+        props = {
             "inference_address": self.inference_url,
             "management_address": self.management_url,
             "metrics_address": self.metrics_url,
@@ -60,12 +113,21 @@ class ServerConfig:
             "model_metrics_auto_detect": "true",
             "enable_model_api": "false",  # no registering models (from URLs or otherwise) over HTTP
             "disable_token_authorization": "false" if self.auth else "true",
+            "token_expiration_min": repr(float(self.token_expiration_min)),
             "install_py_dep_per_model": "false",
             "enable_envvars_config": "false",
+            # The Python worker would json.loads application/json bodies itself (and hand over the bytes when that
+            # fails, or a dict with duplicate keys merged): off, so ganserve.serving.bodies reads every body strictly.
+            "decode_input_request": "false",
             "max_request_size": size,
             "max_response_size": str(64 * 1024 * 1024),
-            "vmargs": f"-Xmx{self.jvm_heap_mb}m -XX:+UseSerialGC",
+            "job_queue_size": str(self.job_queue_size),
+            "vmargs": f"-Xmx{self.jvm_heap_mb}m -XX:+UseSerialGC"
+            + (f" -Dlog4j.configurationFile={Path(self.log_config).resolve()}" if self.log_config else ""),
         }
+        if self.netty_threads:
+            props["number_of_netty_threads"] = str(self.netty_threads)
+        return {**props, **self.extra}
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)

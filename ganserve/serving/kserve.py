@@ -50,6 +50,7 @@ def kserve_properties(models: dict[str, ArchiveOptions]) -> dict[str, str]:
         "job_queue_size": "100",
         "enable_envvars_config": "true",
         "install_py_dep_per_model": "false",  # ganserve comes with the image (deploy/kserve/Dockerfile)
+        "decode_input_request": "false",  # bodies reach the handler as sent; ganserve.serving.bodies reads them
         "enable_model_api": "false",
         "disable_token_authorization": "true",  # the cluster's ingress authenticates; KServe's agent sends no token
         "model_store": f"{MOUNT}/model-store",

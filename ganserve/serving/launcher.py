@@ -3,31 +3,76 @@
     with Server({"fashion": "checkpoints/stylegan2-fashion-32.safetensors"}, workdir) as server:
         server.client().predict("fashion", {"seeds": [1]})
 
-/ping turns healthy before workers have loaded, so readiness is read from the management API: every model listed
-with all its workers READY. TorchServe runs in its own process session; stop() ends the whole group and checks that
-no process is left and the ports are free.
+Before anything starts, every checkpoint is loaded and verified (a corrupt one raises its CheckpointError), the ports
+are checked, and a TorchServe left running in the same work dir (its pid file) is reported rather than clobbered.
+/ping turns healthy before workers have loaded, so readiness is read from the management API: every model listed with
+all its workers READY; a worker that fails to load ends the wait at once with its own error, read from the logs.
+
+Lifetime: TorchServe runs under a small watchdog process, the leader of its own process group. The watchdog holds the
+read end of a pipe whose only write end is this process's: when this process dies in any way, SIGKILL included, the
+pipe reads EOF and the watchdog ends the whole group (frontend, Java, workers). stop() ends the group itself, then
+checks that no process is left and the ports are free.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ganserve.serving.client import Client
-from ganserve.serving.config import ServerConfig, free_port
+from ganserve.serving.config import KEY_LIFETIME_MIN, LOG4J2_XML, ServerConfig, free_port
 from ganserve.serving.store import ArchiveOptions, build_archive
 
 KEY_FILE = "key_file.json"
+PID_FILE = "torchserve.pid"
+WATCHDOG_TAG = "ganserve-watchdog"
+
+# Run as ``python -c WATCHDOG ganserve-watchdog CMD...``: no ganserve import, so it costs a bare interpreter.
+WATCHDOG = r"""
+import os, select, signal, subprocess, sys, time
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))  # the group's stop: wait for the child, then go
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
+child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)
+while child.poll() is None:
+    ready, _, _ = select.select([0], [], [], 0.5)
+    if ready and not os.read(0, 1):  # EOF: the parent is gone, however it died
+        os.killpg(0, signal.SIGTERM)
+        end = time.monotonic() + 20
+        while child.poll() is None and time.monotonic() < end:
+            time.sleep(0.2)
+        time.sleep(1)  # workers leave after the frontend
+        os.killpg(0, signal.SIGKILL)  # whatever is left, this process included
+sys.exit(child.returncode or 0)
+"""
+
+# A worker that cannot load: TorchServe's frontend logs "Load model failed: NAME, error: ..." or the worker's
+# traceback reaches the model log; both end the wait instead of TorchServe's retries with back-off.
+LOAD_FAILED = re.compile(r"Load model failed: (?P<model>[^,\s]+), error: (?P<error>.*)")
+WORKER_DIED = re.compile(r"Backend worker process died|Failed to load model (?P<model>\S+)")
+MODEL_LOG_ERROR = re.compile(r"MODEL_LOG - (?P<error>(?:[A-Za-z_][\w.]*(?:Error|Exception)|[\w.]+Error):.*)$")
 
 
 class ServerError(RuntimeError):
+    pass
+
+
+class PortInUse(ServerError):
+    def __init__(self, port: int, host: str, role: str) -> None:
+        self.port, self.host, self.role = port, host, role
+        super().__init__(f"port {port} on {host} ({role}) is in use")
+
+
+class WorkerLoadFailed(ServerError):
     pass
 
 
@@ -42,12 +87,24 @@ def torchserve_executable() -> str:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens on (host, port). SO_REUSEADDR as servers set it, so a port whose last connections are
+    still in TIME_WAIT counts as free (TorchServe can bind it)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def verify_checkpoints(checkpoints: dict[str, str | os.PathLike]) -> None:
+    """Load every checkpoint as the worker will (raises ganserve.checkpoint.CheckpointError naming the file), so
+    a bad file is refused in a second instead of after TorchServe's retries."""
+    import ganserve
+
+    for path in checkpoints.values():
+        ganserve.load(path)
 
 
 class Server:
@@ -62,28 +119,43 @@ class Server:
         metrics_port: int = 0,
         grpc_ports: tuple[int, int] = (0, 0),
         auth: bool = True,
+        token_expiration_min: float = KEY_LIFETIME_MIN,
         workers: int = 1,
         archive: ArchiveOptions | None = None,
         archives: list[str | os.PathLike] = (),
+        verify: bool = True,
+        netty_threads: int = 0,
+        job_queue_size: int = 100,
+        properties: dict[str, str] | None = None,
+        quiet_logs: bool = True,
     ) -> None:
         """checkpoints: model name -> .safetensors; archives: ready-made .mar files to serve as well.
-        Ports of 0 are picked free on ``host`` (TorchServe's gRPC endpoints too, so servers can run side by side)."""
+        Ports of 0 are picked free on ``host`` (TorchServe's gRPC endpoints too, so servers can run side by side).
+        The metrics endpoint has no authentication and always binds 127.0.0.1. ``properties``: further
+        config.properties keys, written last (they win)."""
         self.workdir = Path(workdir).resolve()
         self.checkpoints, self.extra_archives = dict(checkpoints), [Path(a) for a in archives]
         self.archive_options = archive or ArchiveOptions(min_workers=workers, max_workers=workers)
+        self.verify = verify
         self.config = ServerConfig(
             model_store=self.workdir / "model-store",
             host=host,
             inference_port=inference_port or free_port(host),
             management_port=management_port or free_port(host),
-            metrics_port=metrics_port or free_port(host),
+            metrics_port=metrics_port or free_port("127.0.0.1"),
             grpc_inference_port=grpc_ports[0] or free_port(host),
             grpc_management_port=grpc_ports[1] or free_port(host),
             auth=auth,
+            token_expiration_min=token_expiration_min,
             workers=workers,
+            netty_threads=netty_threads,
+            job_queue_size=job_queue_size,
+            log_config=self.workdir / "log4j2.xml" if quiet_logs else None,
+            extra=dict(properties or {}),
         )
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "torchserve.log"
+        self._log_start: dict[Path, int] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------------------------
     @property
@@ -91,9 +163,19 @@ class Server:
         c = self.config
         return c.inference_port, c.management_port, c.metrics_port, c.grpc_inference_port, c.grpc_management_port
 
+    def _port_roles(self) -> list[tuple[str, int, str]]:
+        c = self.config
+        return [(c.host, c.inference_port, "inference"), (c.host, c.management_port, "management"),
+                (c.metrics_host, c.metrics_port, "metrics"), (c.host, c.grpc_inference_port, "gRPC inference"),
+                (c.host, c.grpc_management_port, "gRPC management")]  # fmt: skip
+
     @property
     def model_names(self) -> list[str]:
         return [*self.checkpoints, *(a.stem for a in self.extra_archives)]
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / PID_FILE
 
     def build_store(self) -> None:
         store = self.config.model_store
@@ -103,13 +185,28 @@ class Server:
         for mar in self.extra_archives:
             shutil.copy2(mar, store / mar.name)
 
+    def check_workdir(self) -> None:
+        """Refuse to start over a TorchServe that still runs from this work dir (its key file and store are in use)."""
+        pgid = read_pid_file(self.pid_file)
+        if pgid is not None and torchserve_group_alive(pgid):
+            raise ServerError(
+                f"a TorchServe started earlier from {self.workdir} is still running (process group {pgid}, see "
+                f"{self.pid_file}): stop it with `kill -- -{pgid}` or use another --workdir"
+            )
+        self.pid_file.unlink(missing_ok=True)
+
     def start(self, timeout: float = 240) -> Server:
         exe = torchserve_executable()
-        for port in self.ports:
-            if not port_is_free(self.config.host, port):
-                raise ServerError(f"port {port} on {self.config.host} is in use")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.check_workdir()
+        for host, port, role in self._port_roles():
+            if not port_is_free(host, port):
+                raise PortInUse(port, host, role)
+        if self.verify:
+            verify_checkpoints(self.checkpoints)
         self.build_store()
+        if self.config.log_config:
+            Path(self.config.log_config).write_text(LOG4J2_XML)
         cfg_path = self.config.write(self.workdir / "config.properties")
         (self.workdir / KEY_FILE).unlink(missing_ok=True)
         env = dict(os.environ)
@@ -117,36 +214,76 @@ class Server:
         env["LOG_LOCATION"] = str(self.workdir / "logs")
         env["METRICS_LOCATION"] = str(self.workdir / "logs")
         (self.workdir / "tmp").mkdir(exist_ok=True)
-        env["TEMP"] = str(self.workdir / "tmp")  # TorchServe unpacks archives here
+        env["TEMP"] = str(self.workdir / "tmp")  # TorchServe unpacks archives and puts worker sockets here
         cmd = [exe, "--start", "--foreground", "--ncs", "--ts-config", str(cfg_path),
                "--model-store", str(self.config.model_store)]  # fmt: skip
+        self._mark_logs()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                [sys.executable, "-c", WATCHDOG, WATCHDOG_TAG, *cmd], cwd=self.workdir, env=env, stdin=subprocess.PIPE,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         try:
+            self.pid_file.write_text(f"{self.process.pid}\n")
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def _log_files(self) -> list[Path]:
+        return [self.log_path, self.workdir / "logs" / "model_log.log", self.workdir / "logs" / "ts_log.log"]
+
+    def _mark_logs(self) -> None:
+        """Remember where each log ends, so only this start's lines are searched for failures."""
+        self._log_start = {p: (p.stat().st_size if p.exists() else 0) for p in self._log_files()}
+
+    def _new_log_lines(self) -> list[str]:
+        lines: list[str] = []
+        for path in self._log_files():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._log_start.get(path, 0))
+                    lines += f.read().decode(errors="replace").splitlines()
+            except OSError:
+                continue
+        return lines
+
+    def worker_failure(self) -> str | None:
+        """The error of a worker that failed to load in this start, or None."""
+        lines = self._new_log_lines()
+        if not any(LOAD_FAILED.search(ln) or WORKER_DIED.search(ln) for ln in lines):
+            return None
+        errors = [m.group("error").strip() for ln in lines if (m := MODEL_LOG_ERROR.search(ln))]
+        failed = [m for ln in lines if (m := LOAD_FAILED.search(ln))]
+        model = failed[0].group("model") if failed else "a model"
+        if errors:
+            return f"worker for {model} failed to load: {errors[-1]}"
+        if failed:
+            return f"worker for {model} failed to load: {failed[0].group('error').strip()}"
+        return None  # died without a load error yet: wait for its message
+
+    def wait_ready(self, timeout: float, poll: Callable[[], None] | None = None) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(f"TorchServe exited with {self.process.returncode}:\n{self.log_tail()}")
+            failure = self.worker_failure()
+            if failure:
+                raise WorkerLoadFailed(f"{failure} (log: {self.workdir / 'logs' / 'model_log.log'})")
             try:
                 if self.config.auth and not (self.workdir / KEY_FILE).exists():
                     raise ConnectionError("key file not written yet")
-                client = self.client()
+                client = self.client(retries=0)
                 pending = [n for n in self.model_names if not client.workers_ready(n)]
                 if not pending:
                     return
                 last = f"waiting for workers of {', '.join(pending)}"
             except Exception as e:  # not up yet
                 last = str(e)
+            if poll is not None:
+                poll()
             time.sleep(0.5)
         raise ServerError(f"TorchServe not ready after {timeout:.0f}s ({last}):\n{self.log_tail()}")
 
@@ -167,9 +304,12 @@ class Server:
             if not _group_alive(pgid):
                 break
         self.process.wait(timeout=10)
+        if self.process.stdin:
+            self.process.stdin.close()
         self.process = None
+        self.pid_file.unlink(missing_ok=True)
         end = time.monotonic() + 10
-        while time.monotonic() < end and not all(port_is_free(self.config.host, p) for p in self.ports):
+        while time.monotonic() < end and not all(port_is_free(h, p) for h, p, _ in self._port_roles()):
             time.sleep(0.2)
 
     def __enter__(self) -> Server:
@@ -191,12 +331,11 @@ class Server:
         return {k: v["key"] for k, v in data.items() if isinstance(v, dict) and "key" in v}
 
     def client(self, **kwargs: object) -> Client:
-        keys = self.keys()
+        """A client that reads its keys from the key file (and again whenever a key is refused)."""
         return Client(
             self.config.inference_url,
             self.config.management_url,
-            inference_key=keys.get("inference"),
-            management_key=keys.get("management"),
+            key_file=self.key_file if self.config.auth else None,
             **kwargs,
         )
 
@@ -205,6 +344,26 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+def read_pid_file(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def torchserve_group_alive(pgid: int) -> bool:
+    """A live process of group ``pgid`` is ganserve's watchdog, TorchServe, its Java frontend or a worker (not some
+    unrelated process that reused the number)."""
+    for pid in group_processes(pgid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if any(tag in cmdline for tag in (WATCHDOG_TAG.encode(), b"torchserve", b"org.pytorch.serve", b"ts/")):
+            return True
+    return False
 
 
 def _group_alive(pgid: int) -> bool:

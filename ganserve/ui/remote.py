@@ -21,18 +21,14 @@ def read_key(key_file: str | Path, api: str) -> str | None:
     """The ``api`` ("inference" / "management") token from TorchServe's key_file.json, or None when it has none.
 
     TorchServe writes {"management": {"key": ..., "expiration time": ...}, "inference": {...}, "API": {...}};
-    a plain {"management": "KEY"} is accepted too.
+    a plain {"management": "KEY"} is accepted too (``ganserve.serving.client.read_keys``).
     """
+    from ganserve.serving.client import KeyFileError, read_keys
+
     try:
-        data = json.loads(Path(key_file).read_text())
-    except FileNotFoundError:
-        raise BackendError(f"key file {key_file} not found (`ganserve serve` prints its path)") from None
-    except (OSError, ValueError) as e:
-        raise BackendError(f"cannot read key file {key_file}: {e}") from None
-    entry = data.get(api)
-    if isinstance(entry, dict):
-        entry = entry.get("key")
-    return str(entry) if entry else None
+        return read_keys(key_file).get(api)
+    except KeyFileError as e:
+        raise BackendError(str(e)) from None
 
 
 class HTTPBackend:
@@ -45,25 +41,26 @@ class HTTPBackend:
         key_file: str | Path | None = None,
         timeout: float = 120.0,
     ) -> None:
-        import requests
+        from ganserve.serving.client import Client
 
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = Path(key_file) if key_file else None
         self.timeout = timeout
         self.label = f"server {self.inference_url}"
-        self._session = requests.Session()
-
-    # The key file is re-read per call: TorchServe rewrites it when keys are regenerated.
-    def _headers(self, api: str) -> dict[str, str]:
-        key = read_key(self.key_file, api) if self.key_file else None
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        # The serving client does the transport: keys re-read from the key file when it changes or a key is
+        # refused, and a 503 / 507 (queue full, worker died) retried once, which is safe as requests are pure.
+        self._client = Client(self.inference_url, self.management_url, key_file=self.key_file, timeout=timeout)
 
     def _call(self, method: str, url: str, api: str, **kwargs: Any) -> Any:
         import requests
 
+        from ganserve.serving.client import KeyFileError
+
         try:
-            resp = self._session.request(method, url, headers=self._headers(api), timeout=self.timeout, **kwargs)
+            resp = self._client.request(method, url, api, **kwargs)
+        except KeyFileError as e:
+            raise BackendError(str(e)) from None
         except requests.ConnectionError:
             base = self.inference_url if api == "inference" else self.management_url
             raise BackendError(f"cannot reach the server at {base}: is `ganserve serve` running?") from None
