@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from ganserve.loading import attach_sampling, load
+from ganserve.precision import set_precision
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {}
 ENTRY_POINT_GROUP = "ganserve.backends"
@@ -42,11 +43,18 @@ def backend_names() -> list[str]:
     return sorted({*BACKENDS, *_entry_points()})
 
 
-def load_backend(name: str, checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
-    """Load ``checkpoint`` with backend ``name`` ('eager', or a registered one such as 'onnx' / 'pt2')."""
+def load_backend(
+    name: str, checkpoint: str | os.PathLike, device: str = "cpu", precision: str = "fp32", **options: Any
+) -> nn.Module:
+    """Load ``checkpoint`` with backend ``name`` ('eager', or a registered one such as 'onnx' / 'pt2') to run at
+    ``precision`` (graph backends: fp32 or the precision they were exported in)."""
     if name not in BACKENDS:
         ep = _entry_points().get(name)
         if ep is None:
             raise ValueError(f"unknown backend '{name}' (available: {', '.join(backend_names())})")
         BACKENDS[name] = ep.load()
-    return attach_sampling(BACKENDS[name](checkpoint, device=device, **options))
+    if name != "eager" and precision != "fp32":
+        raise ValueError(f"the {name} backend runs its graphs as exported: export them with --fp16 instead of "
+                         f"--precision {precision}")  # fmt: skip
+    model = BACKENDS[name](checkpoint, device=device, **options)
+    return attach_sampling(set_precision(model, precision))

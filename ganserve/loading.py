@@ -20,6 +20,7 @@ from torch import nn
 
 from ganserve.checkpoint import CheckpointError, check_state_shapes, read_metadata, read_tensors, save_tensors
 from ganserve.families import Part, get_family
+from ganserve.precision import set_precision
 
 ENV_VAR = "GANSERVE_CHECKPOINTS"
 
@@ -102,11 +103,13 @@ def load(
     *,
     device: str | torch.device = "cpu",
     family: str | None = None,
+    precision: str = "fp32",
 ) -> nn.Module:
     """Rebuild a model from a checkpoint, check every tensor's name and shape, and return it in eval mode.
 
-    ``family`` makes a checkpoint of another family an error. The module gets ``name``, ``checkpoint_info`` and a
-    ``sample(...)`` method (the sampling core, ``ganserve.sampling.sample``).
+    ``family`` makes a checkpoint of another family an error; ``precision`` is how the core runs it (see
+    ``ganserve.precision``). The module gets ``name``, ``checkpoint_info``, ``precision`` and a ``sample(...)`` method
+    (the sampling core, ``ganserve.sampling.sample``).
     """
     path = resolve(name_or_path)
     tensors, meta = read_tensors(path)
@@ -135,6 +138,7 @@ def load(
         model = _build(path, fam.name, fam.generator, meta["config"], tensors)
     model.name = path.stem
     model.checkpoint_info = meta
+    set_precision(model, precision)
     return attach_sampling(model.eval().requires_grad_(False).to(device))
 
 

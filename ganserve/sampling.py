@@ -21,6 +21,7 @@ from torch import nn
 from ganserve.families import family_of
 from ganserve.images import CONTENT_TYPES, b64, encode_image, encode_npy, make_grid, to_uint8
 from ganserve.models.layers import batch_invariant
+from ganserve.precision import precision_scope
 from ganserve.requests import DEFAULT_MAX_IMAGES, BaseRequest, RequestError, validate_request
 
 DEFAULT_BATCH_SIZE = 16
@@ -147,6 +148,10 @@ def plan(model: nn.Module, request: Any = None, *, max_images: int = DEFAULT_MAX
     bad = [k for k, t in p.rows.items() if t.shape[0] != len(p)]
     if bad:  # a family bug, not a bad request
         raise RuntimeError(f"{fam.name} sampler planned rows {bad} whose length differs from {len(p)} images")
+    precision = getattr(model, "precision", "fp32")
+    if precision != "fp32":  # the image records how it was made
+        for params in p.params:
+            params["precision"] = precision
     return p
 
 
@@ -160,6 +165,7 @@ def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_
     if not plans:
         return []
     sampler = family_of(model).sampler
+    device = model_device(model)
     keys = list(plans[0].rows)
     rows = {k: torch.cat([p.rows[k] for p in plans]) for k in keys}
     total = sum(len(p) for p in plans)
@@ -170,7 +176,7 @@ def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_
         n = min(batch_size, total - start)
         if n == 1:
             chunk = {k: t.repeat(2, *[1] * (t.ndim - 1)) for k, t in chunk.items()}
-        with batch_invariant():
+        with batch_invariant(), precision_scope(model, device):
             img = sampler.render(model, chunk)
         chunks.append(to_uint8(img[:n]))
     images = np.concatenate(chunks)

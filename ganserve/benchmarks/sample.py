@@ -13,7 +13,8 @@ import torch
 
 from ganserve.backends import BACKENDS, load_backend
 from ganserve.benchmarks.timing import median_seconds
-from ganserve.sampling import plan, render
+from ganserve.precision import PRECISIONS
+from ganserve.sampling import describe, plan, render
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -23,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1,8,32")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per batch size (median reported)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--request", default="{}", help='extra request fields as JSON, e.g. \'{"truncation_psi": 0.7}\'')
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--reference", default=None, help="path to a stylegan2-ada-pytorch checkout to time beside ours")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -57,11 +60,14 @@ def _reference_generator(path: str, model: torch.nn.Module) -> torch.nn.Module:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_backend(args.backend, args.model, device=args.device)
+    model = load_backend(args.backend, args.model, device=args.device, precision=args.precision)
     ref = _reference_generator(args.reference, model) if args.reference else None
+    extra = json.loads(args.request)
+    if describe(model)["classes"]:
+        extra.setdefault("class", 0)
     rows = []
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        p = plan(model, seeds=list(range(bs)), truncation_psi=0.7, max_images=max(bs, 64))
+        p = plan(model, {"seeds": list(range(bs)), **extra}, max_images=max(bs, 64))
         rss0 = _peak_rss_mib()
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             row["peak_rss_mib"] = round(max(_peak_rss_mib(), rss0), 1)
         if ref is not None and hasattr(model, "state_dict"):
-            ws = p.ws.to(args.device)
+            ws = p.rows["ws"].to(args.device)
             ours = model.synthesis(ws, noise_mode="const", fused=False)
             ours_fn = lambda ws=ws: model.synthesis(ws, noise_mode="const", fused=False)  # noqa: E731
             row["synthesis_images_per_s"] = round(bs / median_seconds(ours_fn, args.repeats, args.device), 2)
@@ -84,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             row["max_abs_diff_vs_reference"] = float((ours - theirs).abs().max())
         rows.append(row)
     info = {"model": getattr(model, "name", args.model), "backend": args.backend, "device": args.device,
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}  # fmt: skip
+            "precision": args.precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "rows": rows}  # fmt: skip
     if args.json:
         print(json.dumps(info))
         return 0

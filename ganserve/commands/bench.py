@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ["sample", "kernels", "serve"]
+BENCHES = ["sample", "precision", "kernels", "serve"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ganserve.checkpoint import atomic_write_bytes
 from ganserve.commands import CommandError
+from ganserve.precision import PRECISIONS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--cols", type=int, default=None, help="grid columns")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32 (reference), tf32, bf16, fp16, or mixed (the family's half-precision layers)")
     return p
 
 
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if kind != "dir" and out.exists() and not args.force:
         raise CommandError(f"{out} exists (pass --force to overwrite it)")
     request = build_request(args)
-    model = ganserve.load(args.model, device=args.device)
+    model = ganserve.load(args.model, device=args.device, precision=args.precision)
     result = sample(model, request, batch_size=args.batch_size, max_images=args.max_images)
     if kind == "dir":
         files = {}

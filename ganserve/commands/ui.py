@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
+from ganserve.precision import PRECISIONS
+
 if TYPE_CHECKING:
     from ganserve.ui.backend import Backend
 
@@ -42,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="with --local: a model name or checkpoint path (repeatable; default: every available model)",
     )
     p.add_argument("--device", default="cpu", help="with --local: torch device")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --local: inference precision")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     return p
@@ -67,7 +70,7 @@ def make_backend(args: argparse.Namespace) -> Backend:
 
             paths = [resolve(m) for m in args.model]
             models = {p.stem: p for p in paths}
-        backend = LocalBackend(models, device=args.device)
+        backend = LocalBackend(models, device=args.device, precision=args.precision)
         if not backend.models():
             raise ValueError("no models found: pass --model NAME|PATH or set GANSERVE_CHECKPOINTS")
         return backend

@@ -7,7 +7,9 @@ an importer can map official checkpoints one to one.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +49,8 @@ class StyleGAN2Config(ModelConfig):
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 1
     cmap_dim: int = 0  # projection-discriminator embedding size (0: same as the last D channels)
+    # Mixed-precision inference: the top N resolutions run in half precision (StyleGAN2-ADA's num_fp16_res)
+    num_fp16_res: int = 4
 
     def __post_init__(self) -> None:
         check_power_of_two("resolution", self.resolution)
@@ -55,6 +59,7 @@ class StyleGAN2Config(ModelConfig):
             "mapping_layers": (1, 64), "mapping_lr_multiplier": (0.0, 1e3), "w_avg_beta": (0.0, 1.0),
             "channel_base": (1, 1 << 24), "channel_max": (1, MAX_CHANNELS), "conv_clamp": (0.0, 1e9),
             "mbstd_group_size": (1, 1 << 10), "mbstd_num_channels": (1, 64), "cmap_dim": (0, MAX_CHANNELS),
+            "num_fp16_res": (0, 16),
         })  # fmt: skip
         if self.class_names and len(self.class_names) != self.c_dim:
             raise ValueError(f"class_names has {len(self.class_names)} names for c_dim={self.c_dim}")
@@ -299,6 +304,10 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
         self.num_ws += 1  # the last toRGB
+        # Mixed precision: blocks at and above this resolution run in ``half_dtype`` when it is set.
+        log2 = int(math.log2(config.resolution))
+        self.fp16_resolution = max(2 ** (log2 + 1 - config.num_fp16_res), 8) if config.num_fp16_res else None
+        self.half_dtype: torch.dtype | None = None
 
     def noise_shapes(self) -> list[tuple[int, int]]:
         """The (H, W) of every noise input, in the order ``forward`` consumes them."""
@@ -331,7 +340,11 @@ class SynthesisNetwork(nn.Module):
             block_ws = ws[:, w_idx : w_idx + block.num_conv + 1]
             block_noise = (noise or [])[layer_idx : layer_idx + block.num_conv]
             block_noise = list(block_noise) + [None] * (block.num_conv - len(block_noise))
-            x, img = block(x, img, block_ws, noise_mode, block_noise, fused)
+            half = self.half_dtype is not None and self.fp16_resolution is not None and res >= self.fp16_resolution
+            scope = torch.autocast(ws.device.type, dtype=self.half_dtype) if half else contextlib.nullcontext()
+            with scope:
+                x, img = block(x, img, block_ws, noise_mode, block_noise, fused)
+            img = img.float()  # the image accumulates in fp32, as the official skip generator does
             w_idx += block.num_conv
             layer_idx += block.num_conv
         return img
@@ -374,6 +387,16 @@ class StyleGAN2Generator(nn.Module):
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode)
+
+    @contextlib.contextmanager
+    def mixed_precision(self, dtype: torch.dtype = torch.float16) -> Iterator[None]:
+        """Within this context the top ``config.num_fp16_res`` resolutions run in ``dtype`` (activations stay
+        clamped by ``conv_clamp``); the mapping, the lower resolutions and the image sum stay fp32."""
+        previous, self.synthesis.half_dtype = self.synthesis.half_dtype, dtype
+        try:
+            yield
+        finally:
+            self.synthesis.half_dtype = previous
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -106,11 +106,17 @@ class LocalBackend:
 
     label = "local"
 
-    def __init__(self, models: dict[str, str | Path] | None = None, device: str = "cpu", max_images: int = 64):
+    def __init__(
+        self,
+        models: dict[str, str | Path] | None = None,
+        device: str = "cpu",
+        max_images: int = 64,
+        precision: str = "fp32",
+    ):
         import ganserve
 
         self._paths = {k: Path(v) for k, v in (models if models is not None else ganserve.available_models()).items()}
-        self._device, self._max_images = device, max_images
+        self._device, self._max_images, self._precision = device, max_images, precision
         self._loaded: dict[str, Any] = {}
         # Gradio calls from worker threads: load each model once, and run one generation at a time (the core's
         # batch-invariant switch is process-wide state).
@@ -127,7 +133,7 @@ class LocalBackend:
             raise BackendError(f"unknown model '{name}'; available: {', '.join(self._paths) or 'none'}", "model")
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = ganserve.load(self._paths[name], device=self._device)
+                self._loaded[name] = ganserve.load(self._paths[name], device=self._device, precision=self._precision)
             return self._loaded[name]
 
     def describe(self, name: str) -> ModelInfo:
