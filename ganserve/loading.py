@@ -138,6 +138,7 @@ def load(
         model = _build(path, fam.name, fam.generator, meta["config"], tensors)
     model.name = path.stem
     model.checkpoint_info = meta
+    model.checkpoint_path = str(path)
     set_precision(model, precision)
     return attach_sampling(model.eval().requires_grad_(False).to(device))
 

@@ -130,6 +130,20 @@ class StyleMix(Strict):
     _layers = field_validator("layers", mode="before")(classmethod(lambda cls, v: parse_layers(v)))
 
 
+class Edit(Strict):
+    """Move w along a semantic direction (``ganserve.directions``): ``amount`` in units of the direction's std, on
+    ``layers`` (as style_mix's; all layers when omitted). amount 0 leaves the image exactly as it was."""
+
+    direction: int = Field(ge=0, le=1023)
+    amount: float = finite_float(-20.0, 20.0, 0.0)
+    layers: list[int] | Literal["coarse", "middle", "fine"] | str | None = None
+    method: Literal["sefa", "pca"] = "sefa"
+
+    _layers = field_validator("layers", mode="before")(
+        classmethod(lambda cls, v: None if v is None else parse_layers(v))
+    )
+
+
 class Interpolate(Strict):
     """Frames from each seed to ``to_seed``: lerp in W or slerp in Z."""
 

@@ -29,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="style mixing: SEEDS:LAYERS, LAYERS = coarse|middle|fine|A-B (A and B inclusive)")
     p.add_argument("--styles", default=None, help="StyleGAN2-ADA's spelling: the layers A-B of --mix (inclusive)")
     p.add_argument("--interpolate", default=None, help="frames to a seed: TO_SEED[:STEPS[:w|z]]")
+    p.add_argument("--edit", action="append", default=[], metavar="K:AMOUNT[:LAYERS]",
+                   help="move w along semantic direction K by AMOUNT stds (on LAYERS: A-B or a group); repeatable")
+    p.add_argument("--edit-method", choices=["sefa", "pca"], default="sefa", help="how --edit directions were found")
     p.add_argument("--class", dest="class_", default=None, help="class id or name (conditional models)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-images", type=int, default=1024, help="refuse requests for more images than this")
@@ -55,6 +58,21 @@ def parse_mix(text: str, styles: str | None = None) -> dict:
     return {"seeds": seeds, "layers": layers}
 
 
+def parse_edit(text: str, method: str) -> dict:
+    """K:AMOUNT[:LAYERS] -> one entry of the request's edits (the request model checks the values)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0].isascii() or not parts[0].isdigit():
+        raise CommandError(f"--edit expects K:AMOUNT[:LAYERS] (e.g. 0:2.5 or 3:-1:0-3), got {text!r}")
+    try:
+        amount = float(parts[1])
+    except ValueError:
+        raise CommandError(f"--edit amount must be a number, got {parts[1]!r}") from None
+    edit = {"direction": int(parts[0]), "amount": amount, "method": method}
+    if len(parts) == 3:
+        edit["layers"] = parts[2]
+    return edit
+
+
 def parse_interpolate(text: str) -> dict:
     parts = text.split(":")
     out: dict = {"to_seed": int(parts[0])}
@@ -79,6 +97,8 @@ def build_request(args: argparse.Namespace) -> dict:
         req["style_mix"] = parse_mix(args.mix, args.styles)
     if args.interpolate:
         req["interpolate"] = parse_interpolate(args.interpolate)
+    if args.edit:
+        req["edits"] = [parse_edit(text, args.edit_method) for text in args.edit]
     if args.class_ is not None:
         req["class"] = int(args.class_) if args.class_.isascii() and args.class_.isdigit() else args.class_
     return req

@@ -14,9 +14,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from ganserve import directions
 from ganserve.families import Family, Part, Sampler
 from ganserve.latents import normal_from_seed, slerp, steps
-from ganserve.requests import LAYER_GROUPS, ClassField, LatentRequest, RequestError, StyleMix, finite_float
+from ganserve.requests import LAYER_GROUPS, ClassField, Edit, LatentRequest, RequestError, StyleMix, finite_float
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
 
 # Index ranges of the named style-mixing groups, in the StyleGAN papers' numbering: coarse = 4^2-8^2,
@@ -31,6 +32,7 @@ class StyleRequest(LatentRequest, ClassField):
     truncation_cutoff: int | None = Field(default=None, ge=0)
     noise_mode: Literal["const", "random", "none"] = "const"
     style_mix: StyleMix | None = None
+    edits: list[Edit] | None = Field(default=None, max_length=16)
 
     @model_validator(mode="after")
     def _one_of(self) -> StyleRequest:
@@ -99,6 +101,13 @@ class StyleSampler(Sampler):
             base["truncation_cutoff"] = req.truncation_cutoff
         if cls is not None:
             base["class"] = cls
+        # Edits resolved before any work; amount 0 adds nothing, so it is the unedited image exactly.
+        shifts = [self._edit_shift(model, e, f"edits[{i}]") for i, e in enumerate(req.edits or []) if e.amount != 0]
+        if req.edits:
+            base["edits"] = [
+                {**e.model_dump(exclude_none=True), **({"layers": layers_param(e.layers)} if e.layers else {})}
+                for e in req.edits
+            ]
 
         def mapping(zs: list[torch.Tensor]) -> torch.Tensor:
             z = torch.stack(zs).to(device)
@@ -142,7 +151,10 @@ class StyleSampler(Sampler):
             noise_seeds.extend(seeds)
             params.extend({**base, "seeds": [s]} for s in seeds)
 
-        rows = {"ws": torch.stack(ws_rows)}
+        ws = torch.stack(ws_rows)
+        for (lo, hi), shift in shifts:
+            ws[:, lo:hi] += shift
+        rows = {"ws": ws}
         n = len(ws_rows)
         layers = self.noise_layers(model)
         if req.noise_mode == "random":
@@ -157,6 +169,30 @@ class StyleSampler(Sampler):
                 rows[f"noise{k}"] = t.reshape(1, 1, *t.shape).expand(n, -1, -1, -1)
         return Plan(req, rows, params)
 
+    def _edit_shift(self, model: nn.Module, edit: Edit, field: str) -> tuple[tuple[int, int], torch.Tensor]:
+        """The [start, stop) ws an edit moves and the vector it adds to each: amount * std_k * direction_k."""
+        found = directions.get(model, edit.method)
+        if edit.direction >= len(found):
+            msg = f"{edit.direction} is out of range: the model has {len(found)} {edit.method} directions"
+            raise RequestError(f"{field}.direction", msg)
+        num_ws = model.num_ws
+        span = (0, num_ws) if edit.layers is None else layer_span(edit.layers, num_ws, f"{field}.layers")
+        k = edit.direction
+        return span, edit.amount * found.stds[k] * found.vectors[k]
+
+    # ---- what ganserve.directions needs -----------------------------------------------------------------------------
+    def sample_ws(self, model: nn.Module, n: int) -> torch.Tensor:
+        """w for ``n`` random z (a fixed stream: the same ws every time), without truncation; [n, w_dim]."""
+        gen = torch.Generator().manual_seed(0)
+        z = torch.randn([n, model.config.z_dim], generator=gen)
+        names = resolve_classes_for_sampling(model, n, gen)
+        with torch.no_grad():
+            return model.mapping(z.to(model_device(model)), names)[:, 0].float().cpu()
+
+    def style_weights(self, model: nn.Module) -> list[torch.Tensor]:
+        """Every style affine of the synthesis network (one [channels, w_dim] matrix per layer), gain applied."""
+        return [m.affine.weight * m.affine.weight_gain for m in model.synthesis.modules() if hasattr(m, "affine")]
+
     @staticmethod
     def _seed_noise(model: nn.Module, seed: int) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(seed)
@@ -168,7 +204,14 @@ class StyleSampler(Sampler):
         return model.synthesis(rows["ws"].to(device), noise_mode="random", noise=noise, fused=False)
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
-        return {"num_ws": model.num_ws, "layer_groups": layer_groups(model.num_ws)}
+        return {"num_ws": model.num_ws, "layer_groups": layer_groups(model.num_ws),
+                "directions": directions.describe(model)}  # fmt: skip
+
+
+def resolve_classes_for_sampling(model: nn.Module, n: int, gen: torch.Generator) -> torch.Tensor | None:
+    """Random class ids for a class-conditional model's latent statistics (None when unconditional)."""
+    c_dim = int(getattr(model.config, "c_dim", 0) or 0)
+    return torch.randint(0, c_dim, [n], generator=gen).to(model_device(model)) if c_dim else None
 
 
 class StyleGAN2Request(StyleRequest):
