@@ -78,11 +78,41 @@ def sample_ok(model) -> bool:
     return imgs.shape == (2, 8, 8, 3) and imgs.std() > 0
 
 
-def test_conditional_training_step(tmp_path, image_folder):
+def test_conditional_training_snapshots_a_class_by_row_grid_and_resumes_exactly(tmp_path, image_folder):
+    """Issue 16 item 3: a --cond run used to crash at its first snapshot (the grid sampled without a class)."""
     data = load_image_folder(image_folder, 8)
-    t = Trainer(_opts(tmp_path, "cond", conditional=True), data, command="test")
-    assert t.G.config.c_dim == 2 and t.G.config.class_names == ["a", "b"]
-    assert all(np.isfinite(v) for v in t.train_step().values())
+    export = tmp_path / "cond.safetensors"
+    straight = Trainer(_opts(tmp_path, "cond", conditional=True, export=str(export)), data, command="test")
+    assert straight.G.config.c_dim == 2 and straight.G.config.class_names == ["a", "b"]
+    straight.run(progress=False)  # snapshots at steps 2 and 4
+    grid = np.asarray(Image.open(tmp_path / "cond" / "samples-000002.png"))
+    assert grid.shape[:2] == (2 * 8, 8 * 8)  # one row per class, seeds 0-7 across
+    model = ganserve.load(export)
+    assert model.sample(seeds=[0, 1], **{"class": "b"}).images.std() > 0
+    rows = [model.sample(seeds=list(range(8)), **{"class": k}).images for k in range(2)]
+    final = np.asarray(Image.open(tmp_path / "cond" / "samples-000004.png"))
+    assert final.shape == grid.shape and not np.array_equal(rows[0], rows[1])
+
+    first = Trainer(_opts(tmp_path, "cond-resumed", conditional=True, steps=2), data, command="test")
+    first.run(progress=False)
+    second = Trainer(_opts(tmp_path, "cond-resumed", conditional=True), data, command="test")
+    assert second.resume() and second.step == 2
+    second.run(progress=False)
+    for (k, a), b in zip(straight.G_ema.state_dict().items(), second.G_ema.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_family_options_from_the_command_line(tmp_path):
+    """Each family is a subcommand with its own options; unknown ones are refused by argparse."""
+    from ganserve.cli import build_parser
+    from ganserve.commands.train import run as _  # noqa: F401  (imports cleanly)
+
+    args = build_parser().parse_args(["train", "stylegan2", "--out-dir", str(tmp_path), "--gamma", "0.5",
+                                      "--betas", "0,0.9", "--style-mixing", "0"])  # fmt: skip
+    assert (args.opt_r1_gamma, args.opt_betas, args.opt_style_mixing_prob) == (0.5, (0.0, 0.9), 0.0)
+    assert not hasattr(args, "opt_pl_weight")  # unset options keep the family's defaults
+    with pytest.raises(ValueError, match="unknown training option"):
+        Trainer(TrainOptions(out_dir=str(tmp_path), family_options={"ortho": 1.0}))
 
 
 @pytest.mark.parametrize(

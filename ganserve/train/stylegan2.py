@@ -1,14 +1,20 @@
-"""StyleGAN2 losses: non-saturating logistic loss, lazy R1 on D, lazy path-length regularisation on G,
-style-mixing regularisation. Follows StyleGAN2-ADA's StyleGAN2Loss phase by phase."""
+"""StyleGAN2 training: non-saturating logistic loss, lazy R1 on D, lazy path-length regularisation on G,
+style-mixing regularisation (StyleGAN2-ADA's StyleGAN2Loss phase by phase), and the family's training step.
+
+Adam with the lazy-regularisation correction of lr and betas; the path-length running mean is part of the state.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ganserve.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from ganserve.train.step import Batch, StepOptions, TrainingStep, option, sample_z
 
 
 class StyleGAN2Loss:
@@ -70,3 +76,90 @@ class StyleGAN2Loss:
         logits = self.D(real, c_real)
         (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
         return (grads.square().sum([1, 2, 3]) * (self.r1_gamma / 2)).mean() + logits.mean() * 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The training step
+
+
+@dataclass
+class StyleGAN2Options(StepOptions):
+    lr: float = option(0.0025, "Adam learning rate of G and D (before the lazy-regularisation correction)")
+    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas B1,B2")
+    r1_gamma: float | None = option(None, "R1 weight (default: 0.0002 * res^2 / batch)", flag="--gamma")
+    pl_weight: float = option(2.0, "path-length regularisation weight (0: off)")
+    pl_decay: float = option(0.01, "decay of the path-length running mean")
+    style_mixing_prob: float = option(0.9, "style-mixing regularisation probability", flag="--style-mixing")
+    g_reg_interval: int = option(4, "G steps between lazy path-length regularisations")
+    d_reg_interval: int = option(16, "D steps between lazy R1 regularisations")
+
+    def check(self, batch_size: int, resolution: int) -> None:
+        if batch_size < 1 or batch_size % 4:
+            raise ValueError(f"--batch must be a positive multiple of 4 (minibatch-stddev groups), got {batch_size}")
+        if self.g_reg_interval < 1 or self.d_reg_interval < 1:
+            raise ValueError("the regularisation intervals must be >= 1")
+
+
+def lazy_adam(module: torch.nn.Module, lr: float, betas: tuple[float, float], reg_interval: int) -> torch.optim.Adam:
+    # Lazy regularisation runs the regulariser every k steps with k times the weight; scale lr and betas so the
+    # optimiser's effective step matches running it every step (StyleGAN2, appendix B).
+    ratio = reg_interval / (reg_interval + 1)
+    return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=[b**ratio for b in betas], eps=1e-8)
+
+
+class StyleGAN2Training(TrainingStep):
+    """G main + lazy path length every ``g_reg_interval`` steps, then D main + lazy R1 every ``d_reg_interval``."""
+
+    Options = StyleGAN2Options
+
+    def __init__(self, G, D, options: StyleGAN2Options, *, batch_size: int, resolution: int) -> None:
+        super().__init__(G, D, options, batch_size=batch_size, resolution=resolution)
+        o = options
+        self.opt_G = lazy_adam(G, o.lr, o.betas, o.g_reg_interval)
+        self.opt_D = lazy_adam(D, o.lr, o.betas, o.d_reg_interval)
+        gamma = o.r1_gamma if o.r1_gamma is not None else 0.0002 * resolution**2 / batch_size
+        self.loss = StyleGAN2Loss(G, D, r1_gamma=gamma, style_mixing_prob=o.style_mixing_prob,
+                                  pl_weight=o.pl_weight, pl_decay=o.pl_decay)  # fmt: skip
+
+    def train(self, step: int, batches: Callable[[], Batch]) -> dict[str, float]:
+        o, n = self.options, self.batch_size
+        real, c_real, c_fake = batches()
+        z_dim = self.G.config.z_dim
+        logs: dict[str, float] = {}
+
+        # G main and (every g_reg_interval) path-length regularisation.
+        self.D.requires_grad_(False)
+        self.G.requires_grad_(True)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss = self.loss.g_main(sample_z(n, z_dim), c_fake)
+        loss.backward()
+        self.opt_G.step()
+        logs["G"] = float(loss.detach())
+        if o.pl_weight > 0 and step % o.g_reg_interval == 0:
+            self.opt_G.zero_grad(set_to_none=True)
+            pl = self.loss.g_pl(sample_z(n, z_dim), c_fake)
+            (pl * o.g_reg_interval).backward()
+            self.opt_G.step()
+            logs["pl"] = float(pl.detach())
+
+        # D main and (every d_reg_interval) R1.
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_fake, loss_real = self.loss.d_main(sample_z(n, z_dim), c_fake, real, c_real)
+        (loss_fake + loss_real).backward()
+        self.opt_D.step()
+        logs["D"] = float((loss_fake + loss_real).detach())
+        if self.loss.r1_gamma > 0 and step % o.d_reg_interval == 0:
+            self.opt_D.zero_grad(set_to_none=True)
+            r1 = self.loss.d_r1(real, c_real)
+            (r1 * o.d_reg_interval).backward()
+            self.opt_D.step()
+            logs["r1"] = float(r1.detach())
+        return logs
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {"loss.pl_mean": self.loss.pl_mean.reshape([])}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.loss.pl_mean = tensors["loss.pl_mean"].clone()
