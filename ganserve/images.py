@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -89,3 +91,63 @@ def encode_gif(frames: np.ndarray, frame_ms: int = 80, bounce: bool = True) -> b
     buf = io.BytesIO()
     pics[0].save(buf, format="GIF", save_all=True, append_images=pics[1:], duration=frame_ms, loop=0)
     return buf.getvalue()
+
+
+MAX_IMAGE_BYTES = 4 << 20  # an uploaded image, encoded
+MAX_IMAGE_PIXELS = 4096 * 4096  # decoded: a PNG that inflates past this is a decompression bomb
+
+
+class ImageDecodeError(ValueError):
+    """An uploaded image that cannot be used; the message says why (the caller names the field)."""
+
+
+def decode_image(data: str | bytes, size: int | None = None, channels: int | None = None) -> np.ndarray:
+    """A base64 string or raw bytes of a PNG / JPEG -> uint8 [H, W, C], refusing anything unsafe or unusable.
+
+    ``size``: the model's resolution: a square image of another size is resized (Lanczos), a non-square one refused.
+    ``channels``: 1 converts to grey, 3 to RGB. Empty, oversized, undecodable and decompression-bomb images raise
+    ``ImageDecodeError`` before more than ``MAX_IMAGE_PIXELS`` pixels are decoded.
+    """
+    from PIL import Image
+
+    if isinstance(data, str):
+        if len(data) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+            raise ImageDecodeError(f"is over {MAX_IMAGE_BYTES} bytes")
+        try:
+            data = base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageDecodeError("is not valid base64") from None
+    if not data:
+        raise ImageDecodeError("is empty")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageDecodeError(f"is over {MAX_IMAGE_BYTES} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.format not in ("PNG", "JPEG"):
+                    raise ImageDecodeError(f"must be a PNG or JPEG, got {im.format}")
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ImageDecodeError(f"is {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+                if size is not None and w != h:
+                    raise ImageDecodeError(f"must be square ({size}x{size}), got {w}x{h}")
+                im.load()
+                mode = {1: "L", 3: "RGB"}.get(channels or 0, "RGB" if im.mode not in ("L", "LA", "I;16") else "L")
+                im = im.convert(mode)
+                if size is not None and im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.LANCZOS)
+                arr = np.asarray(im)
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageDecodeError(f"is a decompression bomb ({e})") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as e:
+        raise ImageDecodeError(f"cannot be decoded as an image ({str(e)[:120]})") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def from_uint8(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, C] -> float [1, C, H, W] in [-1, 1], the inverse of ``to_uint8``'s scaling."""
+    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    return (x - 128) / 127.5

@@ -52,8 +52,9 @@ class SampleResult:
     seconds: float = 0.0
 
     @property
-    def seeds(self) -> list[int]:
-        return [p["seeds"][0] for p in self.params]
+    def seeds(self) -> list[int | str]:
+        """Each image's seed, or the id of the latent it was made from (``w`` requests)."""
+        return [p["seeds"][0] if "seeds" in p else p.get("w", "") for p in self.params]
 
 
 @dataclass

@@ -8,6 +8,7 @@ directory with one PNG per image; any other suffix is refused. Existing files ar
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write samples from a model to a grid image or a directory")
     p.add_argument("--model", "--network", dest="model", help="model name (see --list) or checkpoint path")
     p.add_argument("--list", action="store_true", help="list the available models and exit")
-    p.add_argument("--seeds", default="0-15", help="seeds: '0-15', '1,5,9' or mixes of both")
+    p.add_argument("--seeds", default=None, help="seeds: '0-15' (the default), '1,5,9' or mixes of both")
     p.add_argument("--psi", "--trunc", dest="psi", type=float, default=None, help="truncation psi")
     p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default=None)
@@ -29,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="style mixing: SEEDS:LAYERS, LAYERS = coarse|middle|fine|A-B (A and B inclusive)")
     p.add_argument("--styles", default=None, help="StyleGAN2-ADA's spelling: the layers A-B of --mix (inclusive)")
     p.add_argument("--interpolate", default=None, help="frames to a seed: TO_SEED[:STEPS[:w|z]]")
+    p.add_argument("--w", default=None, metavar="FILE.npy|ID",
+                   help="start from a latent (ganserve project's w.npy, or its id) instead of seeds")
     p.add_argument("--edit", action="append", default=[], metavar="K:AMOUNT[:LAYERS]",
                    help="move w along semantic direction K by AMOUNT stds (on LAYERS: A-B or a group); repeatable")
     p.add_argument("--edit-method", choices=["sefa", "pca"], default="sefa", help="how --edit directions were found")
@@ -84,7 +87,15 @@ def parse_interpolate(text: str) -> dict:
 
 
 def build_request(args: argparse.Namespace) -> dict:
-    req: dict = {"seeds": args.seeds}
+    if args.w and args.seeds:
+        raise CommandError("give --seeds or --w, not both")
+    req: dict = {} if args.w else {"seeds": args.seeds or "0-15"}
+    if args.w:
+        path = Path(args.w)
+        if path.suffix == ".npy" or path.exists():
+            req["w"] = base64.b64encode(path.read_bytes()).decode()
+        else:
+            req["w"] = args.w
     if args.psi is not None:
         req["truncation_psi"] = args.psi
     if args.cutoff is not None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from torch import nn
 
-from ganserve import directions
+from ganserve import directions, latents_store
 from ganserve.families import Family, Part, Sampler
+from ganserve.images import MAX_IMAGE_BYTES, ImageDecodeError, decode_image
 from ganserve.latents import normal_from_seed, slerp, steps
 from ganserve.requests import LAYER_GROUPS, ClassField, Edit, LatentRequest, RequestError, StyleMix, finite_float
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
@@ -33,15 +35,56 @@ class StyleRequest(LatentRequest, ClassField):
     noise_mode: Literal["const", "random", "none"] = "const"
     style_mix: StyleMix | None = None
     edits: list[Edit] | None = Field(default=None, max_length=16)
+    # Latents instead of seeds: a projected w (an id or a base64 .npy of [num_ws, w_dim], [w_dim] or N of those),
+    # or an image to project (base64 PNG/JPEG) whose w then makes the picture.
+    w: str | None = Field(default=None, max_length=latents_store.MAX_NPY_BYTES * 4 // 3 + 4)
+    project: str | None = Field(default=None, max_length=MAX_IMAGE_BYTES * 4 // 3 + 4)
+    project_steps: int = Field(default=300, ge=1, le=1000)
+
+    _w: np.ndarray | None = PrivateAttr(default=None)
+
+    @field_validator("w")
+    @classmethod
+    def _check_w(cls, v: str | None) -> str | None:
+        if v is not None:
+            w = latents_store.resolve(v)  # ValueError -> a RequestError naming "w"
+            if w.ndim not in (1, 2, 3):
+                raise ValueError(f"must be [w_dim], [num_ws, w_dim] or [N, num_ws, w_dim], got shape {w.shape}")
+        return v
 
     @model_validator(mode="after")
     def _one_of(self) -> StyleRequest:
         if self.style_mix is not None and self.interpolate is not None:
             raise ValueError("style_mix and interpolate cannot be combined in one request")
+        given = self.model_fields_set
+        if self.w is not None and self.project is not None:
+            raise ValueError("give w or project, not both")
+        if (self.w is not None or self.project is not None) and "seeds" in given:
+            raise ValueError("give seeds, w or project: each is a source of latents")
+        if "project_steps" in given and self.project is None:
+            raise ValueError("project_steps needs project")
         return self
 
+    def latents(self) -> np.ndarray | None:
+        """The ``w`` field as an array [N, num_ws or 1, w_dim] (None without a w)."""
+        if self.w is None:
+            return None
+        if self._w is None:
+            w = latents_store.resolve(self.w)
+            self._w = w.reshape(1, 1, -1) if w.ndim == 1 else (w[None] if w.ndim == 2 else w)
+        return self._w
+
+    def source_count(self) -> int:
+        """How many latents the request starts from: seeds, the rows of w, or one projected image."""
+        if self.w is not None:
+            return self.latents().shape[0]
+        return 1 if self.project is not None else len(self.seeds)
+
     def image_count(self) -> int:
-        return super().image_count() * (len(self.style_mix.seeds) if self.style_mix else 1)
+        per_source = (self.interpolate.steps if self.interpolate else 1) * (
+            len(self.style_mix.seeds) if self.style_mix else 1
+        )
+        return self.source_count() * per_source
 
     def default_cols(self) -> int:
         return len(self.style_mix.seeds) if self.style_mix else super().default_cols()
@@ -114,42 +157,43 @@ class StyleSampler(Sampler):
             c = torch.full([len(zs)], cls, device=device) if cls is not None else None
             return model.mapping(z, c, req.truncation_psi, req.truncation_cutoff).cpu()
 
+        sources = self._sources(model, req, mapping)  # (params, ws, noise seed, z or None) per latent
         ws_rows: list[torch.Tensor] = []
         noise_seeds: list[int] = []
         params: list[dict[str, Any]] = []
-        seeds = req.seeds
-        ws_seeds = mapping([normal_from_seed(s, z_dim) for s in seeds])
         if req.style_mix:
             mix_seeds = req.style_mix.seeds
             ws_mix = mapping([normal_from_seed(s, z_dim) for s in mix_seeds])
             lo, hi = mix_span
             layers = layers_param(req.style_mix.layers)
-            for i, s in enumerate(seeds):  # rows: seeds, columns: mixing seeds (StyleGAN2-ADA's figure)
+            for label, w0, noise_seed, _ in sources:  # rows: sources, columns: mixing seeds (StyleGAN2-ADA's figure)
                 for j, m in enumerate(mix_seeds):
-                    w = ws_seeds[i].clone()
+                    w = w0.clone()
                     w[lo:hi] = ws_mix[j, lo:hi]
                     ws_rows.append(w)
-                    noise_seeds.append(s)
-                    params.append({**base, "seeds": [s], "style_mix": {"seeds": [m], "layers": layers}})
+                    noise_seeds.append(noise_seed)
+                    params.append({**base, **label, "style_mix": {"seeds": [m], "layers": layers}})
         elif req.interpolate:
             ip = req.interpolate
             z_to = normal_from_seed(ip.to_seed, z_dim)
             ts = steps(ip.steps)
             w_to = mapping([z_to])[0]
             interp = {"to_seed": ip.to_seed, "steps": ip.steps, "space": ip.space}
-            for i, s in enumerate(seeds):
+            for label, w0, noise_seed, z0 in sources:
                 if ip.space == "z":
-                    z0 = normal_from_seed(s, z_dim)
+                    if z0 is None:
+                        raise RequestError("interpolate.space", "a w has no z: interpolate a w or projection in w")
                     ws_rows.extend(mapping([slerp(z0, z_to, t) for t in ts]))
                 else:
-                    ws_rows.extend(ws_seeds[i].lerp(w_to, t) for t in ts)
+                    ws_rows.extend(w0.lerp(w_to, t) for t in ts)
                 for k, t in enumerate(ts):
-                    noise_seeds.append(s)
-                    params.append({**base, "seeds": [s], "interpolate": interp, "frame": k, "t": round(t, 6)})
+                    noise_seeds.append(noise_seed)
+                    params.append({**base, **label, "interpolate": interp, "frame": k, "t": round(t, 6)})
         else:
-            ws_rows.extend(ws_seeds)
-            noise_seeds.extend(seeds)
-            params.extend({**base, "seeds": [s]} for s in seeds)
+            for label, w0, noise_seed, _ in sources:
+                ws_rows.append(w0)
+                noise_seeds.append(noise_seed)
+                params.append({**base, **label})
 
         ws = torch.stack(ws_rows)
         for (lo, hi), shift in shifts:
@@ -168,6 +212,34 @@ class StyleSampler(Sampler):
                 t = t if req.noise_mode == "const" else torch.zeros_like(t)
                 rows[f"noise{k}"] = t.reshape(1, 1, *t.shape).expand(n, -1, -1, -1)
         return Plan(req, rows, params)
+
+    def _sources(self, model: nn.Module, req: StyleRequest, mapping: Any) -> list[tuple[dict, torch.Tensor, int, Any]]:
+        """The latents a request starts from, each as (params, ws [num_ws, w_dim], noise seed, z or None)."""
+        z_dim, num_ws, w_dim = model.config.z_dim, model.num_ws, model.config.w_dim
+        if req.w is None and req.project is None:
+            zs = [normal_from_seed(s, z_dim) for s in req.seeds]
+            return [({"seeds": [s]}, w, s, z) for s, w, z in zip(req.seeds, mapping(zs), zs)]
+        if req.w is not None:
+            w = torch.from_numpy(req.latents())
+            if w.shape[-1] != w_dim or w.shape[1] not in (1, num_ws):
+                raise RequestError("w", f"expected [{num_ws} or 1, {w_dim}] per latent for this model, got "
+                                        f"{list(w.shape[1:])}")  # fmt: skip
+            w = w.expand(-1, num_ws, -1)
+            labels = [{"w": latents_store.save(x.numpy())} for x in w]
+        else:
+            cfg = model.config
+            try:
+                target = decode_image(req.project, cfg.resolution, cfg.img_channels)
+            except ImageDecodeError as e:
+                raise RequestError("project", f"image {e}") from None
+            from ganserve.projection import project
+
+            result = project(model, target, steps=req.project_steps)
+            w = result.ws[None]
+            labels = [{"w": latents_store.save(result.ws.numpy()), "psnr": round(result.psnr, 3),
+                       "project_steps": req.project_steps}]  # fmt: skip
+        truncated = model.mapping.truncate(w.to(model_device(model)), req.truncation_psi, req.truncation_cutoff)
+        return [(label, t, 0, None) for label, t in zip(labels, truncated.cpu())]
 
     def _edit_shift(self, model: nn.Module, edit: Edit, field: str) -> tuple[tuple[int, int], torch.Tensor]:
         """The [start, stop) ws an edit moves and the vector it adds to each: amount * std_k * direction_k."""
