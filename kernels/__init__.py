@@ -1,9 +1,11 @@
 """ganserve.kernels: Triton kernels for the GPU hot path, each with a PyTorch reference and a torch custom op.
 
-- ``modulated_conv2d``: StyleGAN2's modulated convolution as one implicit GEMM with the demodulation, noise, bias,
-  activation and clamp fused into its epilogue.
+- ``modulated_conv2d``: StyleGAN2's modulated convolution (stride 1, or 2x upsampling) as one implicit GEMM with the
+  demodulation, noise, bias, activation and clamp fused into its epilogue.
 - ``vq_nearest``: nearest codebook entry (l2 or cosine) without materialising the distance matrix.
 
+On CUDA each call runs the implementation measured fastest for its shape (Triton or a PyTorch path; ``tuning()``,
+``load_tuning()``, ganserve.kernels.dispatch), a PyTorch path where nothing was measured.
 Switches: $GANSERVE_KERNELS=0 or ``set_enabled(False)`` / ``use_kernels(False)`` run the references everywhere;
 $GANSERVE_KERNELS_PRECISION / ``set_precision`` choose ieee or tf32 fp32 dots. See kernels/README.md.
 """
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ganserve.kernels import ops, reference
+from ganserve.kernels import dispatch, ops, reference
+from ganserve.kernels.dispatch import tuning
 from ganserve.kernels.switch import (
     dot_precision,
     enabled,
@@ -28,15 +31,18 @@ from ganserve.kernels.switch import (
 
 __all__ = [
     "decompositions",
+    "dispatch",
     "dot_precision",
     "enabled",
     "force_triton",
     "interpreting",
+    "load_tuning",
     "modulated_conv2d",
     "reference",
     "set_enabled",
     "set_precision",
     "triton_available",
+    "tuning",
     "use_kernels",
     "use_triton",
     "vq_nearest",
@@ -44,6 +50,7 @@ __all__ = [
 ]
 
 decompositions = ops.decompositions
+load_tuning = dispatch.load
 
 
 def modulated_conv2d(
@@ -58,13 +65,18 @@ def modulated_conv2d(
     activation: str | None = "lrelu",
     gain: float | None = None,
     clamp: float | None = None,
+    up: int = 1,
+    resample_filter: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated convolution (stride 1) with a fused epilogue.
+    """StyleGAN2 modulated convolution with a fused epilogue.
 
-    x [N, I, H, W]; weight [O, I, kh, kw], already gain-scaled; styles [N, I]; noise broadcastable to [N, 1, H', W']
-    (e.g. [H', W'] or [1, 1, H', W']), added after demodulation; bias [O]. activation "lrelu" | "relu" | None, with
-    gain defaulting to sqrt(2) for the rectifiers and 1 otherwise; clamp limits the result to [-clamp, clamp].
-    The output has x's dtype; demodulation is computed from fp32 weights and styles.
+    x [N, I, H, W]; weight [O, I, kh, kw] (a scale on it cancels under demodulation); styles [N, I]; noise
+    broadcastable to [N, 1, H', W'] (e.g. [H', W'] or [1, 1, H', W']), added after demodulation; bias [O]. activation
+    "lrelu" | "relu" | None, with gain defaulting to sqrt(2) for the rectifiers and 1 otherwise; clamp limits the
+    result to [-clamp, clamp]. up=2 with ``resample_filter`` [f, f]: StyleGAN2's upsampling conv (transposed conv,
+    then the FIR filter), as ganserve.models.layers.conv2d_resample.
+    The output has x's dtype (under CUDA autocast: the autocast dtype) and, on CUDA, the channels-last layout.
+    Demodulation is computed from fp32 weights and styles.
     """
     act = activation or "linear"
     if act not in reference.ACTIVATIONS:
@@ -75,9 +87,16 @@ def modulated_conv2d(
         raise ValueError(
             f"shape mismatch: x {tuple(x.shape)}, weight {tuple(weight.shape)}, styles {tuple(styles.shape)}"
         )
+    if up not in (1, 2) or (up > 1 and (resample_filter is None or resample_filter.ndim != 2)):
+        raise ValueError(f"up must be 1, or 2 with a 2-D resample_filter; got up={up}")
     if gain is None:
         gain = reference.SQRT2 if act != "linear" else 1.0
-    return ops.modulated_conv2d_op(x, weight, styles, noise, bias, demodulate, padding, act, float(gain), clamp)
+    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda") and x.dtype == torch.float32:
+        x = x.to(torch.get_autocast_dtype("cuda"))  # the op is opaque to autocast: cast its activations like a conv
+    return ops.modulated_conv2d_op(
+        x, weight, styles, noise, bias, resample_filter if up > 1 else None, demodulate, padding, up, act,
+        float(gain), clamp,
+    )  # fmt: skip
 
 
 def vq_nearest(

@@ -1,51 +1,92 @@
-"""Triton modulated convolution: an implicit GEMM that never writes per-sample weights to memory.
+"""Triton modulated convolution: an implicit GEMM over channels-last activations and a pre-packed weight.
 
-GEMM view per sample n: M = output pixels (OH x OW), N = output channels, K = input channels x taps. Each program
-owns a BLOCK_M x BLOCK_N output tile of one sample. For every tap (kh, kw) and block of input channels it gathers the
-shifted activations straight from x (zero padding by masking) and the shared weight slice, scales the weight slice by
-the sample's styles in registers (identical to scaling the activations, and BLOCK_K x BLOCK_N multiplies instead of
-BLOCK_M x BLOCK_K), and accumulates with tl.dot in fp32. The same modulated slice, squared and summed, gives the
-demodulation sums s^2 . sum W^2 for free. The epilogue applies rsqrt(sum + eps), noise, bias, leaky ReLU x gain and
-the clamp before the single store.
+GEMM view: M = output pixels of all samples (N x OH x OW, so small feature maps still fill a tile), N = output
+channels, K = taps x input channels. Per K step a program loads
+
+- A: a [BLOCK_M, BLOCK_K] tile of the *channels-last* input at one tap (contiguous along K: 16-byte vector loads; zero
+  padding by masking the rows whose tap falls outside the image), multiplied by the samples' styles: the modulation
+  is folded into the activation tile, which Hopper's wgmma can take straight from registers;
+- B: a [BLOCK_K, BLOCK_N] tile of the packed weight [taps x C_in, C_out] (contiguous along N, half precision for
+  half inputs, padded to a multiple of 16 output channels so the loads need no mask), shared by every sample; it is
+  never modified, so it can go global -> shared memory -> tensor cores untouched;
+
+and accumulates with ``tl.dot`` in fp32. Demodulation does not need the weight inside the loop: the coefficients
+rsqrt(styles^2 @ sum_taps W^2 + eps) come from one small [N, C_in] x [C_in, C_out] GEMM before the launch. The
+epilogue multiplies them in, adds noise and bias, applies leaky ReLU x gain and the clamp, and stores once
+(channels-last by default, so the next layer reads it without a transpose).
+
+2x upsampling (StyleGAN2's conv0): the transposed 3x3 conv (stride 2) followed by the 4x4 FIR is one linear map whose
+output pixel (2i + py, 2j + px) depends on a 3x3 window of the input only; the four phases (py, px) are four stride-1
+3x3 convolutions with their own weights (``reference.upsample_phase_weights``). The kernel runs them as a grid axis
+and writes each phase's pixels in place, so the upsampled layer is one launch with the same epilogue. It does 4x the
+multiply-adds of the transposed conv (the same as a stride-1 conv at the output resolution) and saves the
+intermediate (2H+1)^2 x C_out tensor, the FIR pass and the epilogue passes; whether that wins is measured per shape
+by the dispatcher (kernels/README.md).
+
+Tile configurations are fixed per launch (no ``triton.autotune``, which would time candidates inside a served
+request): the dispatcher (ganserve.kernels.dispatch) measures the configurations in ``CONFIGS`` at tuning time and
+stores the winner per shape.
 
 Imported lazily: TRITON_INTERPRET must already be set (or not) when this module is first imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ganserve.kernels import switch
-from ganserve.kernels.reference import DEMOD_EPS
+from ganserve.kernels import derived, switch
 
 ACT_CODES = {"linear": 0, "lrelu": 1, "relu": 2}
 INTERPRETED = switch.interpreting()  # fixed when the kernels below are defined
 launches = 0  # counts Triton launches, so tests can prove the Triton code ran
 
 
-def _configs() -> list[triton.Config]:
-    configs = []
-    for bm, bn, bk, warps, stages in [
-        (128, 128, 32, 8, 3),
-        (128, 64, 32, 4, 4),
-        (64, 128, 32, 4, 4),
-        (64, 64, 32, 4, 4),
-        (128, 128, 64, 8, 3),
-        (64, 64, 64, 4, 3),
-        (32, 64, 32, 4, 4),  # small feature maps (4x4, 8x8): fewer wasted rows
-        (16, 64, 64, 4, 3),
-        (128, 16, 64, 4, 3),  # toRGB: 3 output channels
-        (64, 16, 64, 4, 3),
-    ]:
-        configs.append(triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=warps, num_stages=stages))
-    return configs
+class Config(NamedTuple):
+    block_m: int
+    block_n: int
+    block_k: int
+    warps: int
+    stages: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.block_m}x{self.block_n}x{self.block_k}w{self.warps}s{self.stages}"
+
+    @classmethod
+    def parse(cls, name: str) -> Config:
+        tiles, rest = name.split("w")
+        warps, stages = rest.split("s")
+        return cls(*(int(t) for t in tiles.split("x")), int(warps), int(stages))
 
 
-INTERPRETER_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16}
+# Candidates measured by the dispatcher. Hopper: 128-row tiles with 8 warps (two warpgroups) and 3-4 stages keep the
+# tensor cores fed; 64-row tiles for the mid-size maps; narrow N tiles for toRGB (3 output channels).
+CONFIGS = [
+    Config(128, 128, 64, 8, 3),
+    Config(128, 128, 32, 8, 4),
+    Config(128, 64, 64, 4, 4),
+    Config(64, 128, 64, 4, 4),
+    Config(64, 64, 64, 4, 4),
+    Config(64, 256, 64, 8, 3),
+    Config(128, 16, 64, 4, 4),  # toRGB
+    Config(64, 16, 128, 4, 3),  # toRGB, wide channels
+]
+INTERPRETER_CONFIG = Config(32, 16, 16, 1, 1)
+
+
+def configs_for(m: int, c_out: int, c_in: int) -> list[Config]:
+    """The configurations worth timing for a GEMM of m rows and c_out columns: tiles much larger than the problem
+    only waste tuning time (a toRGB's 3 channels want N = 16)."""
+    max_n = max(16, triton.next_power_of_2(c_out))
+    max_m = max(64, triton.next_power_of_2(m))
+    kept = [c for c in CONFIGS if c.block_n <= max_n and c.block_m <= max_m and c.block_k <= max(16, 2 * c_in)]
+    if c_out <= 16:
+        kept = [c for c in kept if c.block_n == 16] or kept
+    return kept or [CONFIGS[-1]]
 
 
 @triton.jit
@@ -53,95 +94,125 @@ def _modconv_kernel(
     x_ptr,
     w_ptr,
     s_ptr,
+    d_ptr,
     noise_ptr,
     bias_ptr,
     out_ptr,
+    M,
     C_IN,
     H,
     W,
     C_OUT,
+    N_PACK,
     OH,
     OW,
     PAD,
     sxn,
-    sxc,
     sxh,
     sxw,
-    swo,
-    swi,
-    swh,
-    sww,
+    sxc,
     ssn,
-    ssc,
+    sdn,
     snn,
     snh,
     snw,
     son,
-    soc,
     soh,
     sow,
+    soc,
+    w_phase_stride,
     gain,
     clamp,
-    eps,
     KH: tl.constexpr,
     KW: tl.constexpr,
+    UP: tl.constexpr,
     DEMODULATE: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     ACT: tl.constexpr,
     HAS_CLAMP: tl.constexpr,
     PRECISION: tl.constexpr,
+    ONE_SAMPLE: tl.constexpr,  # every M tile lies within one sample (OH*OW % BLOCK_M == 0): one styles row per tile
+    EVEN_K: tl.constexpr,  # C_IN % BLOCK_K == 0: no channel mask
+    EVEN_N: tl.constexpr,  # N_PACK % BLOCK_N == 0: no weight-column mask
+    EMULATE_BF16: tl.constexpr,  # interpreter only: it has no bf16 arithmetic, so compute in fp32 from bf16 values
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    # Output channels vary fastest across programs, so neighbouring programs reuse the same activations from L2.
-    pid_n = tl.program_id(0)
-    pid_m = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
+    # Output-channel tiles vary fastest, so the programs sharing one activation tile run together (read once from DRAM)
+    pid = tl.program_id(0)
+    phase = tl.program_id(1)
+    num_n = tl.cdiv(C_OUT, BLOCK_N)
+    pid_m = pid // num_n
+    pid_n = pid % num_n
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
-    m_mask = offs_m < OH * OW
+    m_mask = offs_m < M
     n_mask = offs_n < C_OUT
-    oh = offs_m // OW
-    ow = offs_m % OW
-    x_base = x_ptr + n * sxn
-    s_base = s_ptr + n * ssn
+    hw = OH * OW
+    sample = offs_m // hw
+    pix = offs_m % hw
+    oh = pix // OW
+    ow = pix % OW
+    x_rows = x_ptr + sample.to(tl.int64) * sxn
+    if ONE_SAMPLE:
+        s_row = s_ptr + ((pid_m * BLOCK_M) // hw).to(tl.int64) * ssn
+    else:
+        s_rows = s_ptr + sample.to(tl.int64) * ssn
+    w_base = w_ptr + phase * w_phase_stride
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    sumsq = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    # One flat K loop over (tap, channel block): a single copy of the body (fast to compile) that Triton's software
-    # pipelining can prefetch across tap boundaries.
+    # One flat K loop over (tap, channel block): one copy of the body, which software pipelining prefetches across
+    # tap boundaries. Row masks change per tap only; channel masks vanish when C_IN is a multiple of BLOCK_K.
     c_blocks = tl.cdiv(C_IN, BLOCK_K)
     for step in range(0, KH * KW * c_blocks):
         tap = step // c_blocks
+        cs = (step - tap * c_blocks) * BLOCK_K + offs_k
         kh = tap // KW
-        kw = tap % KW
-        cs = (step % c_blocks) * BLOCK_K + offs_k
-        c_mask = cs < C_IN
-        ih = oh + kh - PAD
-        iw = ow + kw - PAD
-        valid = m_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # zero padding by masking
-        a = tl.load(
-            x_base + ih[:, None] * sxh + iw[:, None] * sxw + cs[None, :] * sxc,
-            mask=valid[:, None] & c_mask[None, :],
-            other=0.0,
-        )
-        s = tl.load(s_base + cs * ssc, mask=c_mask, other=0.0).to(tl.float32)
-        b = tl.load(
-            w_ptr + kh * swh + kw * sww + cs[:, None] * swi + offs_n[None, :] * swo,
-            mask=c_mask[:, None] & n_mask[None, :],
-            other=0.0,
-        )
-        b = b.to(tl.float32) * s[:, None]  # modulate the shared weight slice in registers
-        if DEMODULATE:
-            sumsq += tl.sum(b * b, axis=0)
-        acc = tl.dot(a, b.to(a.dtype), acc, input_precision=PRECISION)
+        kw = tap - kh * KW
+        ih = oh + (kh - PAD)
+        iw = ow + (kw - PAD)
+        valid = m_mask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        if EVEN_K:
+            a_mask = valid[:, None]
+            k_mask = None
+        else:
+            k_ok = cs < C_IN
+            a_mask = valid[:, None] & k_ok[None, :]
+            k_mask = k_ok[:, None]
+        a = tl.load(x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + cs[None, :] * sxc, mask=a_mask, other=0.0)
+        if ONE_SAMPLE:
+            if EVEN_K:
+                s = tl.load(s_row + cs)[None, :]
+            else:
+                s = tl.load(s_row + cs, mask=cs < C_IN, other=0.0)[None, :]
+        else:
+            s = tl.load(s_rows[:, None] + cs[None, :], mask=m_mask[:, None] & (cs < C_IN)[None, :], other=0.0)
+        w_ptrs = w_base + (tap * C_IN + cs).to(tl.int64)[:, None] * N_PACK + offs_n[None, :]
+        if EVEN_N and EVEN_K:
+            b = tl.load(w_ptrs)
+        elif EVEN_N:
+            b = tl.load(w_ptrs, mask=k_mask, other=0.0)
+        elif EVEN_K:
+            b = tl.load(w_ptrs, mask=(offs_n < N_PACK)[None, :], other=0.0)
+        else:
+            b = tl.load(w_ptrs, mask=k_mask & (offs_n < N_PACK)[None, :], other=0.0)
+        if EMULATE_BF16:
+            a = (a.to(tl.float32) * s.to(tl.float32)).to(tl.bfloat16).to(tl.float32)
+            acc = tl.dot(a, b.to(tl.float32), acc, input_precision="ieee")
+        else:
+            a = a * s  # modulation folded into the activation tile, in the input dtype (as the reference does)
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
     out = acc
+    tile_mask = m_mask[:, None] & n_mask[None, :]
     if DEMODULATE:
-        out = out * tl.rsqrt(sumsq + eps)[None, :]
+        dco = tl.load(d_ptr + sample.to(tl.int64)[:, None] * sdn + offs_n[None, :], mask=tile_mask, other=0.0)
+        out = out * dco
+    oy = oh * UP + phase // UP
+    ox = ow * UP + phase % UP
     if HAS_NOISE:
-        nz = tl.load(noise_ptr + n * snn + oh * snh + ow * snw, mask=m_mask, other=0.0)
+        nz = tl.load(noise_ptr + sample.to(tl.int64) * snn + oy * snh + ox * snw, mask=m_mask, other=0.0)
         out += nz.to(tl.float32)[:, None]
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
@@ -153,29 +224,76 @@ def _modconv_kernel(
     out = out * gain
     if HAS_CLAMP:
         out = tl.minimum(tl.maximum(out, -clamp), clamp)
-    out_ptrs = out_ptr + n * son + offs_n[None, :] * soc + (oh * soh + ow * sow)[:, None]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    out_rows = out_ptr + sample.to(tl.int64) * son + oy * soh + ox * sow
+    tl.store(out_rows[:, None] + offs_n[None, :] * soc, out.to(out_ptr.dtype.element_ty), mask=tile_mask)
 
 
-def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
-    """Skip tiles much larger than the layer (4x4 maps, 3 output channels): they only waste the autotuner's time."""
-    max_m = max(16, triton.next_power_of_2(named_args["OH"] * named_args["OW"]))
-    max_n = max(16, triton.next_power_of_2(named_args["C_OUT"]))
-    kept = [c for c in configs if c.kwargs["BLOCK_M"] <= max_m and c.kwargs["BLOCK_N"] <= max_n]
-    return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
-
-
-def quick_bench(fn: Callable[[], object], quantiles: list[float] | tuple[float, ...]) -> object:
-    """Autotuning with short timing windows: many layer shapes are tuned once each at start-up."""
-    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
-
-
-_tuned_kernel = triton.autotune(
-    configs=_configs(),
-    key=["C_IN", "C_OUT", "OH", "OW", "KH", "KW", "DEMODULATE"],
-    prune_configs_by={"early_config_prune": _prune},
-    do_bench=quick_bench,
-)(_modconv_kernel)
+def launch(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    styles: torch.Tensor,
+    dcoefs: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    *,
+    c_out: int,
+    kernel: tuple[int, int],
+    padding: int,
+    up: int,
+    activation: str,
+    gain: float,
+    clamp: float | None,
+    config: Config,
+    precision: str,
+) -> torch.Tensor:
+    """One launch. x [N, C_in, H, W] any strides (channels-last is the fast layout); packed [up^2, kh*kw*C_in, N_PACK];
+    styles [N, C_in] in x's dtype; dcoefs [N, C_out] fp32 or None; noise expandable to [N, 1, OH, OW]; out
+    [N, C_out, OH, OW] any strides (written)."""
+    global launches
+    n, c_in, h, w = x.shape
+    kh, kw = kernel
+    oh, ow = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1  # per phase
+    m = n * oh * ow
+    if m == 0 or c_out == 0:
+        return out
+    noise_t = noise.expand(n, 1, oh * up, ow * up) if noise is not None else out  # dummy pointer when absent
+    bm, bn, bk = config.block_m, config.block_n, config.block_k
+    n_pack = packed.shape[-1]
+    args = (
+        x, packed, styles, dcoefs if dcoefs is not None else out, noise_t, bias if bias is not None else out, out,
+        m, c_in, h, w, c_out, n_pack, oh, ow, padding,
+        x.stride(0), x.stride(2), x.stride(3), x.stride(1),
+        styles.stride(0), dcoefs.stride(0) if dcoefs is not None else 0,
+        noise_t.stride(0), noise_t.stride(2), noise_t.stride(3),
+        out.stride(0), out.stride(2), out.stride(3), out.stride(1),
+        packed.stride(0), float(gain), float(clamp if clamp is not None else 0.0),
+    )  # fmt: skip
+    assert styles.stride(1) == 1 and packed.stride(-1) == 1 and (dcoefs is None or dcoefs.stride(1) == 1)
+    grid = (triton.cdiv(m, bm) * triton.cdiv(c_out, bn), up * up)
+    _modconv_kernel[grid](
+        *args,
+        KH=kh,
+        KW=kw,
+        UP=up,
+        DEMODULATE=dcoefs is not None,
+        HAS_NOISE=noise is not None,
+        HAS_BIAS=bias is not None,
+        ACT=ACT_CODES[activation],
+        HAS_CLAMP=clamp is not None,
+        PRECISION=precision,
+        ONE_SAMPLE=(oh * ow) % bm == 0,
+        EVEN_K=c_in % bk == 0,
+        EVEN_N=n_pack % bn == 0,
+        EMULATE_BF16=INTERPRETED and x.dtype == torch.bfloat16,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        num_warps=config.warps,
+        num_stages=config.stages,
+    )
+    launches += 1
+    return out
 
 
 def modulated_conv2d(
@@ -184,48 +302,126 @@ def modulated_conv2d(
     styles: torch.Tensor,
     noise: torch.Tensor | None,
     bias: torch.Tensor | None,
+    resample_filter: torch.Tensor | None,
     demodulate: bool,
     padding: int,
+    up: int,
     activation: str,
     gain: float,
     clamp: float | None,
+    config: Config | None = None,
+    channels_last: bool = True,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Launch the kernel; the arguments are those of the reference (ganserve.kernels.reference.modulated_conv2d)."""
-    global launches
-    n, c_in, h, w = x.shape
+    """The op with the reference's arguments (ganserve.kernels.reference.modulated_conv2d): pack (cached per
+    weight), demodulation GEMM, one launch. ``channels_last`` chooses the output layout; ``out`` (tests) is written
+    instead of a new tensor."""
+    dtype = x.dtype
+    n, _, h, w = x.shape
     c_out, _, kh, kw = weight.shape
-    oh, ow = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
-    out = torch.empty((n, c_out, oh, ow), device=x.device, dtype=x.dtype)
-    if out.numel() == 0:
-        return out
-    noise_t = noise.expand(n, 1, oh, ow) if noise is not None else out  # dummy pointer when absent
-    bias_t = bias if bias is not None else out
-    precision = switch.dot_precision() if x.dtype == torch.float32 else "ieee"
-    args = (
-        x, weight, styles, noise_t, bias_t, out,
-        c_in, h, w, c_out, oh, ow, padding,
-        *x.stride(), *weight.stride(), *styles.stride(),
-        noise_t.stride(0), noise_t.stride(2), noise_t.stride(3),
-        *out.stride(),
-        float(gain), float(clamp if clamp is not None else 0.0), DEMOD_EPS,
-    )  # fmt: skip
-    flags = dict(
-        KH=kh,
-        KW=kw,
-        DEMODULATE=bool(demodulate),
-        HAS_NOISE=noise is not None,
-        HAS_BIAS=bias is not None,
-        ACT=ACT_CODES[activation],
-        HAS_CLAMP=clamp is not None,
-        PRECISION=precision,
-    )
-
-    def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(c_out, meta["BLOCK_N"]), triton.cdiv(oh * ow, meta["BLOCK_M"]), n)
-
-    if INTERPRETED:  # one configuration: the interpreter is slow and cannot time candidates
-        _modconv_kernel[grid](*args, **flags, **INTERPRETER_CONFIG)
+    if up == 1:
+        packed = derived.packed_weight(weight, dtype)
+        oh, ow, pad = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1, padding
     else:
-        _tuned_kernel[grid](*args, **flags)
+        packed, (kh, kw), pad = derived.packed_phase_weight(weight, resample_filter, up, padding, dtype)
+        oh, ow = h * up, w * up
+    dcoefs = derived.demodulation(weight, styles) if demodulate else None
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if out is None:
+        out = torch.empty((n, c_out, oh, ow), device=x.device, dtype=dtype, memory_format=fmt)
+    x = x.contiguous(memory_format=torch.channels_last)
+    styles = styles.to(dtype).contiguous()
+    precision = switch.dot_precision("conv") if dtype == torch.float32 else "ieee"
+    config = config or (INTERPRETER_CONFIG if INTERPRETED else configs_for(n * oh * ow, c_out, x.shape[1])[0])
+    return launch(
+        x, packed, styles, dcoefs, noise, bias, out, c_out=c_out, kernel=(kh, kw), padding=pad, up=up,
+        activation=activation, gain=gain, clamp=clamp, config=config, precision=precision,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The epilogue alone, for the hybrid path: a cuDNN convolution followed by one fused pass (demodulation, noise, bias,
+# activation, gain, clamp) instead of five or six PyTorch element-wise passes.
+
+
+@triton.jit
+def _epilogue_kernel(
+    y_ptr,
+    d_ptr,
+    noise_ptr,
+    bias_ptr,
+    TOTAL,
+    C,
+    HW,
+    W,
+    sdn,
+    snn,
+    snh,
+    snw,
+    gain,
+    clamp,
+    DEMODULATE: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    ACT: tl.constexpr,
+    HAS_CLAMP: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    # Elementwise in storage order (y is written in place, so it is also the output).
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < TOTAL
+    if CHANNELS_LAST:  # storage order (sample, pixel, channel)
+        c = offs % C
+        p = (offs // C) % HW
+        n = offs // (C * HW)
+    else:  # contiguous: (sample, channel, pixel)
+        p = offs % HW
+        c = (offs // HW) % C
+        n = offs // (C * HW)
+    v = tl.load(y_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if DEMODULATE:
+        v = v * tl.load(d_ptr + n * sdn + c, mask=mask, other=0.0)
+    if HAS_NOISE:
+        v += tl.load(noise_ptr + n * snn + (p // W) * snh + (p % W) * snw, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        v += tl.load(bias_ptr + c, mask=mask, other=0.0).to(tl.float32)
+    if ACT == 1:
+        v = tl.where(v >= 0, v, v * 0.2)
+    elif ACT == 2:
+        v = tl.maximum(v, 0.0)
+    v = v * gain
+    if HAS_CLAMP:
+        v = tl.minimum(tl.maximum(v, -clamp), clamp)
+    tl.store(y_ptr + offs, v.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def epilogue(
+    y: torch.Tensor,
+    dcoefs: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    activation: str,
+    gain: float,
+    clamp: float | None,
+    block: int = 1024,
+) -> torch.Tensor:
+    """In place on y ([N, C, H, W], contiguous or channels-last): y * dcoefs + noise + bias, act x gain, clamp."""
+    global launches
+    n, c, h, w = y.shape
+    if not (y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last)) or y.numel() == 0:
+        y = y.contiguous()
+    cl = y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    noise_t = noise.expand(n, 1, h, w) if noise is not None else y
+    if INTERPRETED:
+        block = 256
+    _epilogue_kernel[(triton.cdiv(y.numel(), block),)](
+        y, dcoefs if dcoefs is not None else y, noise_t, bias if bias is not None else y,
+        y.numel(), c, h * w, w,
+        dcoefs.stride(0) if dcoefs is not None else 0, noise_t.stride(0), noise_t.stride(2), noise_t.stride(3),
+        float(gain), float(clamp if clamp is not None else 0.0),
+        DEMODULATE=dcoefs is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
+        ACT=ACT_CODES[activation], HAS_CLAMP=clamp is not None, CHANNELS_LAST=cl, BLOCK=block,
+    )  # fmt: skip
     launches += 1
-    return out
+    return y

@@ -87,18 +87,46 @@ PRECISIONS = ("ieee", "tf32")
 _precision: str | None = None
 
 
-def dot_precision() -> str:
-    """tl.dot input precision for fp32 operands: 'ieee' (default; agrees with the reference to ~1e-5) or 'tf32'
-    (tensor cores, ~1e-3 relative). fp16/bf16 operands always use their native tensor-core path."""
-    value = _precision or os.environ.get("GANSERVE_KERNELS_PRECISION", "ieee").strip().lower()
-    if value not in PRECISIONS:
+def _explicit_precision() -> str | None:
+    value = _precision or os.environ.get("GANSERVE_KERNELS_PRECISION", "").strip().lower() or None
+    if value is not None and value not in PRECISIONS:
         raise ValueError(f"GANSERVE_KERNELS_PRECISION must be one of {PRECISIONS}, got {value!r}")
     return value
 
 
+def dot_precision(kind: str = "conv") -> str:
+    """Precision of fp32 dots: 'ieee' (agrees with an fp32 reference to ~1e-5) or 'tf32' (tensor cores, ~1e-3
+    relative). ``set_precision`` / $GANSERVE_KERNELS_PRECISION decide when set; otherwise the op follows PyTorch's own
+    switch for the op it replaces: ``torch.backends.cudnn.allow_tf32`` for the convolution (``kind="conv"``; PyTorch's
+    default is True), ``torch.backends.cuda.matmul.allow_tf32`` for the VQ search (``kind="matmul"``; default False).
+    Every candidate of an op (Triton and PyTorch paths) runs at this precision. fp16/bf16 operands always use their
+    native tensor-core path."""
+    explicit = _explicit_precision()
+    if explicit is not None:
+        return explicit
+    flag = torch.backends.cudnn.allow_tf32 if kind == "conv" else torch.backends.cuda.matmul.allow_tf32
+    return "tf32" if flag else "ieee"
+
+
 def set_precision(value: str | None) -> None:
-    """Set the fp32 dot precision ('ieee' or 'tf32'); None goes back to $GANSERVE_KERNELS_PRECISION."""
+    """Set the fp32 dot precision ('ieee' or 'tf32'); None goes back to $GANSERVE_KERNELS_PRECISION / PyTorch's."""
     global _precision
     if value is not None and value not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {value!r}")
     _precision = value
+
+
+@contextlib.contextmanager
+def torch_precision(precision: str) -> Iterator[None]:
+    """Run PyTorch's fp32 convolutions and matmuls at ``precision`` ('ieee' | 'tf32') inside the block (the PyTorch
+    candidates of an op must compute at the precision the op was asked for)."""
+    tf32 = precision == "tf32"
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if cudnn == tf32 and matmul == tf32:
+        yield
+        return
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
