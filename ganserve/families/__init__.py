@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # name -> module defining ``FAMILY``: the registration line of each built-in family.
 BUILTIN: dict[str, str] = {
     "stylegan2": "ganserve.families.stylegan2",
+    "biggan": "ganserve.families.biggan",
 }
 # The families ganserve is designed for: a checkpoint of one that has not landed yet is refused with "not available in
 # this version" rather than "unknown family".

@@ -382,7 +382,28 @@ def _kernel_modulated_conv2d(
 class VQOutput(NamedTuple):
     quantized: torch.Tensor  # z's shape; gradients pass straight through to z
     indices: torch.Tensor  # int64, z's shape without the channel axis
-    loss: torch.Tensor  # codebook + beta * commitment
+    loss: torch.Tensor  # codebook + beta * commitment (EMA codebooks: beta * commitment; the codes move by EMA)
+
+
+class CodebookEmbedding(nn.Embedding):
+    """The codebook: an embedding table, plus with ``ema=True`` the running statistics of the EMA update, under
+    taming-transformers' ``EmbeddingEMA`` names (``weight``, ``cluster_size``, ``embed_avg``)."""
+
+    def __init__(self, num_codes: int, dim: int, ema: bool = False) -> None:
+        super().__init__(num_codes, dim)
+        nn.init.uniform_(self.weight, -1.0 / num_codes, 1.0 / num_codes)
+        if ema:
+            self.weight.requires_grad_(False)  # moved by the EMA update, never by an optimiser
+            self.register_buffer("cluster_size", torch.zeros(num_codes))
+            self.register_buffer("embed_avg", self.weight.detach().clone())
+
+
+def codebook_usage(indices: torch.Tensor, num_codes: int) -> tuple[float, float]:
+    """(perplexity, fraction of codes used) of a set of code indices: exp(entropy of the code histogram)."""
+    counts = torch.bincount(indices.reshape(-1).cpu(), minlength=num_codes).double()
+    p = counts / counts.sum().clamp_min(1)
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return float(entropy.exp()), float((counts > 0).double().mean())
 
 
 class VectorQuantizer(nn.Module):
@@ -392,6 +413,15 @@ class VectorQuantizer(nn.Module):
     normalize=True: l2-normalised codes and inputs, nearest by cosine (ViT-VQGAN). lookup_dim: factorised codes, the
     search runs in a low-dimensional projection of z and the chosen code is projected back to D (ViT-VQGAN).
     The search is ganserve.kernels.vq_nearest (Triton on CUDA, the PyTorch reference elsewhere).
+
+    ema=True: the codebook is not learned by gradient but moved towards the mean of the inputs assigned to each code
+    (exponential moving averages of counts and sums, ``decay``, Laplace smoothing ``eps``; VQ-VAE-2 / taming's
+    EMAVectorQuantizer); the loss is then beta * commitment only. In training mode every forward also keeps ``usage``
+    (an EMA of how often each code was picked per step) and the inputs it saw, so ``restart_dead_codes`` can move codes
+    nobody uses onto recent inputs (dead-code restarts, as in Jukebox / improved VQGAN recipes).
+
+    State dict names follow taming-transformers: ``embedding.weight`` (+ ``embedding.cluster_size`` and
+    ``embedding.embed_avg`` with ema). ``usage`` is training bookkeeping and is not saved with the model.
     """
 
     def __init__(
@@ -402,22 +432,39 @@ class VectorQuantizer(nn.Module):
         beta: float = 0.25,
         normalize: bool = False,
         lookup_dim: int | None = None,
+        ema: bool = False,
+        decay: float = 0.99,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if num_codes < 1 or dim < 1 or (lookup_dim is not None and lookup_dim < 1):
             raise ValueError(f"num_codes, dim and lookup_dim must be positive; got {num_codes}, {dim}, {lookup_dim}")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.num_codes, self.dim, self.beta, self.normalize = num_codes, dim, beta, normalize
-        self.lookup_dim = lookup_dim
+        self.lookup_dim, self.ema, self.decay, self.eps = lookup_dim, ema, decay, eps
         code_dim = lookup_dim or dim
-        self.codebook = nn.Embedding(num_codes, code_dim)
-        nn.init.uniform_(self.codebook.weight, -1.0 / num_codes, 1.0 / num_codes)
+        self.embedding = CodebookEmbedding(num_codes, code_dim, ema)
         self.proj_in = nn.Linear(dim, lookup_dim) if lookup_dim else None
         self.proj_out = nn.Linear(lookup_dim, dim) if lookup_dim else None
+        self.register_buffer("usage", torch.zeros(num_codes), persistent=False)
+        self._last_inputs: torch.Tensor | None = None
+
+    @property
+    def codebook(self) -> nn.Embedding:
+        """The code table (``embedding``; the name this class had before it followed taming's layout)."""
+        return self.embedding
 
     def codes(self) -> torch.Tensor:
         """The codebook as searched: [K, lookup_dim or D], l2-normalised when normalize=True."""
-        w = self.codebook.weight
+        w = self.embedding.weight
         return F.normalize(w, dim=1) if self.normalize else w
+
+    def project_in(self, z: torch.Tensor) -> torch.Tensor:
+        """Rows of z [M, D] -> the vectors searched: projected to lookup_dim and l2-normalised as configured."""
+        if self.proj_in is not None:
+            z = linear(z, self.proj_in.weight, self.proj_in.bias)
+        return F.normalize(z, dim=1) if self.normalize else z
 
     def forward(self, z: torch.Tensor) -> VQOutput:
         from ganserve.kernels import vq_nearest
@@ -428,33 +475,382 @@ class VectorQuantizer(nn.Module):
         zl = z.permute(0, 2, 3, 1) if channels_first else z
         if zl.shape[-1] != self.dim:
             raise ValueError(f"z has {zl.shape[-1]} channels, the quantizer expects {self.dim}")
-        flat = zl.reshape(-1, self.dim)
-        if self.proj_in is not None:
-            flat = self.proj_in(flat)
-        if self.normalize:
-            flat = F.normalize(flat, dim=1)
+        flat = self.project_in(zl.reshape(-1, self.dim))
         codes = self.codes()
         indices, _ = vq_nearest(
             flat.detach(), codes.detach().to(flat.dtype), metric="cosine" if self.normalize else "l2"
         )
-        e = F.embedding(indices, codes).to(flat.dtype)
-        loss = F.mse_loss(e, flat.detach()) + self.beta * F.mse_loss(flat, e.detach())
+        if self.training:
+            self._track(flat.detach(), indices)
+        if self.ema:
+            e = F.embedding(indices, codes.detach()).to(flat.dtype)
+            loss = self.beta * F.mse_loss(flat, e)
+        else:
+            e = F.embedding(indices, codes).to(flat.dtype)
+            loss = F.mse_loss(e, flat.detach()) + self.beta * F.mse_loss(flat, e.detach())
         q = flat + (e - flat).detach()  # straight-through: forward is e, backward is identity to z
         if self.proj_out is not None:
-            q = self.proj_out(q)
+            q = linear(q, self.proj_out.weight, self.proj_out.bias)
         q = q.reshape(*zl.shape[:-1], self.dim)
         return VQOutput(q.permute(0, 3, 1, 2) if channels_first else q, indices.reshape(zl.shape[:-1]), loss)
+
+    @torch.no_grad()
+    def _track(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        """Training bookkeeping: usage counts, the inputs for restarts, and the EMA codebook update."""
+        counts = torch.bincount(indices, minlength=self.num_codes).to(self.usage.dtype)
+        self.usage.mul_(0.99).add_(counts, alpha=0.01)
+        self._last_inputs = flat
+        if not self.ema:
+            return
+        emb = self.embedding
+        sums = torch.zeros_like(emb.embed_avg).index_add_(0, indices, flat.to(emb.embed_avg.dtype))
+        emb.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        emb.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        n = emb.cluster_size.sum()
+        smoothed = (emb.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace smoothing
+        emb.weight.copy_(emb.embed_avg / smoothed[:, None])
+
+    @torch.no_grad()
+    def restart_dead_codes(self, threshold: float = 0.01, generator: torch.Generator | None = None) -> int:
+        """Move every code whose usage is below ``threshold`` x the mean usage onto a random input of the last
+        training batch (in the searched space); returns how many moved. Call it from the training step, every few
+        hundred steps after the usage statistics have warmed up."""
+        inputs = self._last_inputs
+        if inputs is None or inputs.shape[0] == 0:
+            return 0
+        dead = (self.usage < threshold * self.usage.mean()).nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return 0
+        pick = torch.randint(0, inputs.shape[0], [dead.numel()], generator=generator).to(inputs.device)
+        new = inputs[pick].to(self.embedding.weight.dtype)
+        self.embedding.weight[dead] = new
+        self.usage[dead] = self.usage.mean()  # a grace period before it can be judged dead again
+        if self.ema:
+            self.embedding.cluster_size[dead] = 1.0
+            self.embedding.embed_avg[dead] = new
+        return int(dead.numel())
 
     def lookup(self, indices: torch.Tensor, channels_first: bool = True) -> torch.Tensor:
         """Code vectors for indices [N, H, W] ([N, D, H, W] if channels_first) or [N, L] ([N, L, D]), e.g. to decode
         a prior's samples."""
         e = F.embedding(indices, self.codes())
         if self.proj_out is not None:
-            e = self.proj_out(e)
+            e = linear(e, self.proj_out.weight, self.proj_out.bias)
         return e.permute(0, 3, 1, 2) if channels_first and indices.ndim == 3 else e
 
     def extra_repr(self) -> str:
         return (
             f"num_codes={self.num_codes}, dim={self.dim}, beta={self.beta}, normalize={self.normalize}, "
-            f"lookup_dim={self.lookup_dim}"
+            f"lookup_dim={self.lookup_dim}, ema={self.ema}"
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Spectral normalisation (SAGAN, BigGAN)
+#
+# The parameter and buffer names are those of ``torch.nn.utils.spectral_norm`` (``weight_orig`` parameter,
+# ``weight_u`` / ``weight_v`` buffers), which is what huggingface/pytorch-pretrained-BigGAN's checkpoints hold, so such
+# state dicts load one to one. The layers are written out here rather than wrapped with the hook so the linear layers
+# go through ``linear`` (batch-invariant sampling) and the export sees plain tensor code.
+
+
+def spectral_normalize(
+    weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, power_iterations: int, eps: float
+) -> torch.Tensor:
+    """weight / sigma, sigma = u^T W v estimated by power iteration on W = weight.reshape(out, -1).
+
+    With ``power_iterations`` > 0, u and v are updated in place first (training), exactly as
+    ``torch.nn.utils.spectral_norm`` does; with 0 the stored vectors are used as they are (inference).
+    """
+    mat = weight.reshape(weight.shape[0], -1)
+    if power_iterations > 0:
+        with torch.no_grad():
+            for _ in range(power_iterations):
+                v.copy_(F.normalize(torch.mv(mat.t(), u), dim=0, eps=eps))
+                u.copy_(F.normalize(torch.mv(mat, v), dim=0, eps=eps))
+        u, v = u.clone(), v.clone()
+    sigma = torch.dot(u, torch.mv(mat, v))
+    return weight / sigma
+
+
+def _orthogonal_init(w: torch.Tensor) -> None:
+    """BigGAN's default initialisation (skipped on the meta device, where loading builds a skeleton first)."""
+    if w.device.type != "meta":
+        nn.init.orthogonal_(w)
+
+
+class _SpectralNormed(nn.Module):
+    """Holds ``weight_orig`` [out, ...] and the power-iteration vectors; ``sn_weight()`` is the normalised weight.
+
+    u and v start from a few power iterations on the initial weight, so even an untrained module has an accurate
+    sigma in eval mode; after that one iteration per forward in training mode (``torch.nn.utils.spectral_norm``'s
+    default), none in eval mode.
+    """
+
+    def _init_sn(self, weight: torch.Tensor, eps: float, power_iterations: int = 1, warmup: int = 10) -> None:
+        self.eps, self.power_iterations = eps, power_iterations
+        self.weight_orig = nn.Parameter(weight)
+        h = weight.shape[0]
+        w = weight.numel() // h
+        self.register_buffer("weight_u", F.normalize(torch.randn(h), dim=0, eps=eps))
+        self.register_buffer("weight_v", F.normalize(torch.randn(w), dim=0, eps=eps))
+        if weight.device.type != "meta":
+            spectral_normalize(self.weight_orig.detach(), self.weight_u, self.weight_v, power_iterations=warmup,
+                               eps=eps)  # fmt: skip
+
+    def sn_weight(self) -> torch.Tensor:
+        iters = self.power_iterations if self.training else 0
+        return spectral_normalize(self.weight_orig, self.weight_u, self.weight_v, power_iterations=iters, eps=self.eps)
+
+
+class SNLinear(_SpectralNormed):
+    """Spectrally normalised fully connected layer (batch-invariant under ``batch_invariant()``)."""
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, eps: float = 1e-4) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        w = torch.empty(out_features, in_features)
+        _orthogonal_init(w)
+        self._init_sn(w, eps)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.sn_weight().to(x.dtype), self.bias.to(x.dtype) if self.bias is not None else None)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
+
+
+class SNConv2d(_SpectralNormed):
+    """Spectrally normalised convolution (stride 1, 'same' padding for odd kernels)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, bias: bool = True,
+                 eps: float = 1e-4) -> None:  # fmt: skip
+        super().__init__()
+        self.padding = kernel_size // 2
+        w = torch.empty(out_channels, in_channels, kernel_size, kernel_size)
+        _orthogonal_init(w)
+        self._init_sn(w, eps)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.conv2d(x, self.sn_weight().to(x.dtype), b, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        o, i, k, _ = self.weight_orig.shape
+        return f"{i}, {o}, kernel_size={k}, bias={self.bias is not None}"
+
+
+class SNEmbedding(_SpectralNormed):
+    """Spectrally normalised class embedding (the projection discriminator's)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, *, eps: float = 1e-4) -> None:
+        super().__init__()
+        w = torch.empty(num_embeddings, embedding_dim)
+        _orthogonal_init(w)
+        self._init_sn(w, eps)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return F.embedding(c.long(), self.sn_weight())
+
+
+def orthogonal_regularization(weights: list[torch.Tensor], beta: float) -> torch.Tensor:
+    """BigGAN's off-diagonal orthogonal regularisation: beta * sum_W ||W W^T * (1 - I)||_F^2, W = w.reshape(out, -1).
+
+    Only the correlations between different filters are penalised, not their norms (Brock et al. 2019, eq. 3).
+    """
+    total = torch.zeros([])
+    for w in weights:
+        mat = w.reshape(w.shape[0], -1)
+        gram = mat @ mat.t()
+        off = gram * (1 - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype))
+        total = total + off.square().sum()
+    return beta * total
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Conditional batch normalisation with standing statistics (SAGAN, BigGAN)
+
+
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose per-channel gain and bias come from a linear of a conditioning vector (class embedding,
+    latent chunk): gain = 1 + scale(c), bias = offset(c), ``scale``/``offset`` spectrally normalised, no bias. Without a
+    conditioning vector it is an ordinary affine batch norm (``weight``, ``bias``).
+
+    Statistics: training uses the batch's. Inference uses *standing statistics* (Brock et al. 2019, appendix C):
+    ``running_means`` / ``running_vars`` [n_stats, C] hold the statistics measured at n_stats evenly spaced truncation
+    values 0 .. 1 (``collect_statistics``); each row picks its own by linear interpolation at its truncation
+    (a tensor [N], so rows with different truncations share a batch). pytorch-pretrained-BigGAN's BigGANBatchNorm has
+    the same names and shapes (there n_stats = 51).
+    """
+
+    def __init__(self, num_features: int, condition_dim: int | None = None, *, n_stats: int = 51, eps: float = 1e-4,
+                 sn_eps: float = 1e-4) -> None:  # fmt: skip
+        super().__init__()
+        self.num_features, self.n_stats, self.eps = num_features, n_stats, eps
+        self.register_buffer("running_means", torch.zeros(n_stats, num_features))
+        self.register_buffer("running_vars", torch.ones(n_stats, num_features))
+        self.conditional = bool(condition_dim)
+        if self.conditional:
+            self.scale = SNLinear(condition_dim, num_features, bias=False, eps=sn_eps)
+            self.offset = SNLinear(condition_dim, num_features, bias=False, eps=sn_eps)
+        else:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        self._collect: list[torch.Tensor] | None = None  # [sum of means, sum of unbiased vars, batches]
+
+    def statistics(self, truncation: torch.Tensor | float | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standing mean and variance [n, C] at each row's truncation (None: 1.0)."""
+        if self.n_stats == 1:
+            return self.running_means[0].expand(n, -1), self.running_vars[0].expand(n, -1)
+        t = torch.ones([n]) if truncation is None else torch.as_tensor(truncation, dtype=torch.float32)
+        t = t.to(self.running_means.device).reshape(-1).expand(n).clamp(0, 1)
+        pos = t * (self.n_stats - 1)
+        lo = pos.floor().clamp(max=self.n_stats - 2)
+        frac = (pos - lo).unsqueeze(1)
+        lo = lo.long()
+        mean = self.running_means[lo].lerp(self.running_means[lo + 1], frac)
+        var = self.running_vars[lo].lerp(self.running_vars[lo + 1], frac)
+        return mean, var
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None,
+                truncation: torch.Tensor | float | None = None) -> torch.Tensor:  # fmt: skip
+        n, c = x.shape[:2]
+        if self.training or self._collect is not None:
+            mean = x.mean(dim=[0, 2, 3])
+            var = x.var(dim=[0, 2, 3], unbiased=False)
+            if self._collect is not None:
+                count = x.numel() // c
+                with torch.no_grad():
+                    self._collect[0] += mean.detach().float()
+                    self._collect[1] += var.detach().float() * count / max(count - 1, 1)
+                    self._collect[2] += 1
+            mean, var = mean.reshape(1, c, 1, 1), var.reshape(1, c, 1, 1)
+        else:
+            mean, var = self.statistics(truncation, n)
+            mean, var = mean.reshape(n, c, 1, 1).to(x.dtype), var.reshape(n, c, 1, 1).to(x.dtype)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.conditional:
+            if condition is None:
+                raise ValueError("this batch norm is conditional: a condition vector is required")
+            gain = 1 + self.scale(condition).to(x.dtype)
+            return x * gain.reshape(n, c, 1, 1) + self.offset(condition).to(x.dtype).reshape(n, c, 1, 1)
+        return x * self.weight.to(x.dtype).reshape(1, c, 1, 1) + self.bias.to(x.dtype).reshape(1, c, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, conditional={self.conditional}, n_stats={self.n_stats}, eps={self.eps}"
+
+
+@contextlib.contextmanager
+def collect_statistics(module: nn.Module, index: int) -> Iterator[None]:
+    """Within this context every ConditionalBatchNorm in ``module`` normalises with batch statistics and sums them;
+    on exit slot ``index`` of its running_means / running_vars becomes their average over the batches run (the
+    cumulative average BigGAN's standing statistics use: mean of batch means, mean of unbiased batch variances)."""
+    norms = [m for m in module.modules() if isinstance(m, ConditionalBatchNorm)]
+    for m in norms:
+        dev = m.running_means.device
+        m._collect = [torch.zeros(m.num_features, device=dev), torch.zeros(m.num_features, device=dev),
+                      torch.zeros([], device=dev)]  # fmt: skip
+    try:
+        yield
+        for m in norms:
+            total, var_total, batches = m._collect
+            if float(batches) > 0:
+                m.running_means[index].copy_(total / batches)
+                m.running_vars[index].copy_(var_total / batches)
+    finally:
+        for m in norms:
+            m._collect = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Self-attention (SAGAN, BigGAN)
+
+
+class SelfAttention(nn.Module):
+    """Non-local self-attention block (Zhang et al. 2019, as in BigGAN): 1x1 spectrally normalised convolutions give
+    queries and keys with C/8 channels and values with C/2; keys and values are max-pooled 2x (a quarter of the
+    positions); softmax over the keys; a 1x1 convolution back to C channels, scaled by ``gamma`` (a learned scalar
+    that starts at 0, so the block starts as the identity) and added to the input.
+
+    Names follow pytorch-pretrained-BigGAN's SelfAttn: snconv1x1_theta (queries), snconv1x1_phi (keys),
+    snconv1x1_g (values), snconv1x1_o_conv (output), gamma. None of the convolutions has a bias.
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-4) -> None:
+        super().__init__()
+        if channels < 8 or channels % 8:
+            raise ValueError(f"self-attention needs a multiple of 8 channels, got {channels}")
+        self.channels = channels
+        self.snconv1x1_theta = SNConv2d(channels, channels // 8, 1, bias=False, eps=eps)
+        self.snconv1x1_phi = SNConv2d(channels, channels // 8, 1, bias=False, eps=eps)
+        self.snconv1x1_g = SNConv2d(channels, channels // 2, 1, bias=False, eps=eps)
+        self.snconv1x1_o_conv = SNConv2d(channels // 2, channels, 1, bias=False, eps=eps)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights [N, H*W, H*W/4]: for each query position (row-major), a softmax over the
+        max-pooled key positions ((H/2) x (W/2), row-major)."""
+        n, c, h, w = x.shape
+        theta = self.snconv1x1_theta(x).reshape(n, c // 8, h * w)
+        phi = F.max_pool2d(self.snconv1x1_phi(x), 2).reshape(n, c // 8, h * w // 4)
+        return torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        attn = self.attention(x)
+        g = F.max_pool2d(self.snconv1x1_g(x), 2).reshape(n, c // 2, h * w // 4)
+        out = torch.bmm(g, attn.transpose(1, 2)).reshape(n, c // 2, h, w)
+        return x + self.gamma.to(x.dtype) * self.snconv1x1_o_conv(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Progressive growing and adaptive instance normalisation (ProGAN, StyleGAN)
+
+
+def upscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Nearest-neighbour upsampling by an integer factor (ProGAN's ``upscale2d``: each pixel becomes a block)."""
+    return x if factor == 1 else F.interpolate(x, scale_factor=factor, mode="nearest")
+
+
+def downscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Box-filter downsampling by an integer factor (ProGAN's ``downscale2d``: the mean of each block)."""
+    return x if factor == 1 else F.avg_pool2d(x, factor)
+
+
+def blur2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Same-size low-pass filtering with a normalised odd-sized FIR filter (StyleGAN's blur, [1, 2, 1] taps)."""
+    p = (f.shape[-1] - 1) // 2
+    return upfirdn2d(x, f, padding=p)
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean and unit variance per sample and channel over the spatial axes (StyleGAN's ``instance_norm``)."""
+    x = x - x.mean(dim=[2, 3], keepdim=True)
+    return x * (x.square().mean(dim=[2, 3], keepdim=True) + eps).rsqrt()
+
+
+def adaptive_instance_norm(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """AdaIN: instance-normalise x [N, C, H, W], then give each channel the style's std ``scale`` and mean ``bias``
+    (both [N, C])."""
+    return instance_norm(x, eps) * scale[:, :, None, None] + bias[:, :, None, None]
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance normalisation with its style from w (StyleGAN v1's ``style_mod``): an equalized-lr affine
+    map of w gives a per-channel scale (as 1 + y_s, so an untrained layer starts near the identity) and bias y_b."""
+
+    def __init__(self, w_dim: int, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.affine = EqualizedLinear(w_dim, 2 * channels)
+
+    def styles(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, bias), each [N, C]."""
+        y = self.affine(w)
+        return y[:, : self.channels] + 1, y[:, self.channels :]
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.styles(w)
+        return adaptive_instance_norm(x, scale.to(x.dtype), bias.to(x.dtype))

@@ -79,7 +79,7 @@ class Trainer:
         fam = get_family(opts.family)
         step_cls: type[TrainingStep] = fam.training_class()
         self.step_options = make_options(step_cls.Options, opts.family_options)
-        self.step_options.check(opts.batch_size, opts.resolution)  # before the (slow) data load
+        self.step_options.check(opts.batch_size, opts.resolution, opts.conditional)  # before the (slow) data load
         self.data = dataset if dataset is not None else load_dataset(opts.data, opts.resolution)
         if opts.conditional and self.data.labels is None:
             raise ValueError(f"--cond needs labelled data; {opts.data} has no classes")

@@ -40,7 +40,7 @@ def option(default: Any, help: str = "", flag: str | None = None) -> Any:
 class StepOptions:
     """Base of a family's options dataclass. ``check`` sees the run's common settings (batch size ...)."""
 
-    def check(self, batch_size: int, resolution: int) -> None:
+    def check(self, batch_size: int, resolution: int, conditional: bool) -> None:
         pass
 
 

@@ -93,7 +93,7 @@ class StyleGAN2Options(StepOptions):
     g_reg_interval: int = option(4, "G steps between lazy path-length regularisations")
     d_reg_interval: int = option(16, "D steps between lazy R1 regularisations")
 
-    def check(self, batch_size: int, resolution: int) -> None:
+    def check(self, batch_size: int, resolution: int, conditional: bool) -> None:
         if batch_size < 1 or batch_size % 4:
             raise ValueError(f"--batch must be a positive multiple of 4 (minibatch-stddev groups), got {batch_size}")
         if self.g_reg_interval < 1 or self.d_reg_interval < 1:
