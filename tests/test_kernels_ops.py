@@ -58,6 +58,25 @@ def test_op_matches_the_model_reference_path(demodulate):
     torch.testing.assert_close(got, layers.modulated_conv2d(x, weight, styles, fused=True, **kw), atol=1e-5, rtol=1e-5)
 
 
+def test_upsampling_op_matches_the_model_layer():
+    """up=2 (transposed conv + FIR): the op's reference, its sub-pixel phase form and the model's layer agree."""
+    x, weight, styles = _modconv_inputs(h=5, w=4)
+    f = layers.setup_filter((1, 3, 3, 1))
+    noise, bias = torch.randn(10, 8), torch.randn(5)
+    kw = dict(noise=noise, padding=1, bias=bias, clamp=0.9)
+    got = K.modulated_conv2d(x, weight, styles, up=2, resample_filter=f, **kw)
+    expected = layers.modulated_conv2d(x, weight, styles, up=2, resample_filter=f, activation="lrelu", **kw)
+    assert got.shape == (2, 5, 10, 8)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    phases, kp, pad = K.reference.upsample_phase_weights(weight, f, 2, 1)
+    assert (kp, pad) == (3, 1) and phases.shape == (4, 5, 6, 3, 3)
+    y = F.conv2d(x * styles[:, :, None, None], phases.reshape(20, 6, 3, 3), padding=1)  # [N, phase*O, H, W]
+    y = y.reshape(2, 2, 2, 5, 5, 4).permute(0, 3, 4, 1, 5, 2).reshape(2, 5, 10, 8)  # interleave the phases
+    torch.testing.assert_close(y, layers.conv2d_resample(x * styles[:, :, None, None], weight, f, up=2, padding=1))
+    with pytest.raises(ValueError, match="resample_filter"):
+        K.modulated_conv2d(x, weight, styles, up=2)
+
+
 def test_fused_epilogue_matches_bias_act():
     x, weight, styles = _modconv_inputs()
     bias, noise = torch.randn(5), torch.randn(2, 1, 7, 6)
@@ -115,6 +134,16 @@ def test_switches(monkeypatch):
         pass
     monkeypatch.setenv("GANSERVE_KERNELS_PRECISION", "tf32")
     assert K.dot_precision() == "tf32"
+    monkeypatch.delenv("GANSERVE_KERNELS_PRECISION")  # unset: follow PyTorch's switch for the op replaced
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = False, True
+        assert K.dot_precision("conv") == "ieee" and K.dot_precision("matmul") == "tf32"
+        with K.switch.torch_precision("ieee"):  # the PyTorch candidates run at the op's precision
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     with pytest.raises(ValueError, match="precision"):
         K.set_precision("bf16x9")
 
@@ -135,6 +164,10 @@ def test_fake_shapes_on_meta_tensors():
     x = torch.empty(3, 8, 10, 12, device="meta", dtype=torch.float16)
     y = K.modulated_conv2d(x, torch.empty(5, 8, 3, 3, device="meta"), torch.empty(3, 8, device="meta"), padding=0)
     assert y.shape == (3, 5, 8, 10) and y.dtype == torch.float16 and y.device.type == "meta"
+    f = torch.empty(4, 4, device="meta")
+    y = K.modulated_conv2d(x, torch.empty(5, 8, 3, 3, device="meta"), torch.empty(3, 8, device="meta"), up=2,
+                           resample_filter=f)  # fmt: skip
+    assert y.shape == (3, 5, 20, 24)
     idx, dist = K.vq_nearest(torch.empty(7, 4, device="meta"), torch.empty(9, 4, device="meta"))
     assert idx.shape == (7,) and idx.dtype == torch.int64 and dist.shape == (7,) and dist.dtype == torch.float32
 
