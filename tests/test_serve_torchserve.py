@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -81,6 +83,14 @@ BAD = [
     (b'{"seeds": [1], "temperature": 0.9}', "temperature"),
     (b'{"seeds": [1], "class": 2}', "class"),
     (b'{"seeds": [1], "noise_mode": "loud"}', "noise_mode"),
+    # hostile bodies: each once gave a 500 (RecursionError, ValueError) or a silent guess
+    (b"[" * 100_000, ""),
+    (b'{"seeds": [' + b"9" * 5000 + b"]}", ""),
+    (b'{"seeds": [1], "seeds": [2]}', "seeds"),
+    ('{"seeds": [١٢]}'.encode(), ""),
+    ('{"seeds": "١٢-١٥"}'.encode(), "seeds"),
+    (b"", ""),
+    (b"null", ""),
 ]
 
 
@@ -173,3 +183,96 @@ def test_serve_cli_stops_cleanly_and_frees_ports(tiny_path, tmp_path):
     assert "stopped" in proc.stdout.read()
     assert group_processes(proc.pid) == []
     assert all(port_is_free("127.0.0.1", p) for p in ports)
+
+
+def test_a_form_post_is_refused_not_read_as_seed_0(server, tiny, tmp_path):
+    url = f"{server.config.inference_url}/predictions/tiny"
+    auth = f"Bearer {server.keys()['inference']}"
+    body = '{"seeds":[5],"truncation_psi":0.5}'
+    form_type = {"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"}
+    form = requests.post(url, data=body, headers=form_type, timeout=60)
+    assert form.status_code == 400 and form.headers["content-type"] == "application/json"
+    assert "form" in form.json()["message"] and "application/json" in form.json()["message"]
+    multipart = requests.post(url, files={"data": ("r.json", body, "application/json")}, timeout=60,
+                              headers={"Authorization": auth})  # fmt: skip
+    assert multipart.status_code == 400 and "form" in multipart.json()["message"]
+    if shutil.which("curl"):  # curl -d as people type it: no Content-Type, so curl sends a form
+        out = tmp_path / "out"
+        code = subprocess.run(["curl", "-s", "-o", str(out), "-w", "%{http_code}", "-H", f"Authorization: {auth}",
+                               "-d", body, url], capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+        assert code == "400" and "form" in out.read_text()
+    # the same bytes as a raw body are the object the client sent, whatever the type says
+    plain = requests.post(url, data=body, headers={"Authorization": auth, "Content-Type": "text/plain"}, timeout=60)
+    assert plain.headers["X-Ganserve-Seeds"] == "5"
+    assert np.array_equal(png(plain), sample(tiny, seeds=[5], truncation_psi=0.5).images[0])
+
+
+def test_oversized_bodies_get_413(server):
+    c = server.client()
+    # the seed-string bomb of issue 15 (200,000 ranges, 1.6 MB): refused by size before anything is parsed
+    bomb = c.predict_raw("tiny", b'{"seeds": "' + b"0-99999," * 200_000 + b'0"}')
+    assert bomb.status_code == 413 and bomb.json()["error"] == "request too large"
+    assert "over the limit of 1048576 bytes" in bomb.json()["message"]
+    # above TorchServe's own max_request_size (2 MiB) the frontend answers 413 itself, with an empty body
+    frontend = c.predict_raw("tiny", b'{"p": "' + b"x" * (3 << 20) + b'"}')
+    assert frontend.status_code == 413 and frontend.content == b""
+    assert c.predict_raw("tiny", {"seeds": [1]}).status_code == 200  # and the server goes on
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _prediction(data: bytes) -> bytes:
+    """PredictionResponse.prediction (field 1) from its wire bytes."""
+    i = 0
+    while i < len(data):
+        tag, n, shift = data[i], 0, 0
+        i += 1
+        while True:
+            n |= (data[i] & 0x7F) << shift
+            shift, i = shift + 7, i + 1
+            if not data[i - 1] & 0x80:
+                break
+        if tag >> 3 == 1:
+            return data[i : i + n]
+        i += n
+    return b""
+
+
+def grpc_predict(server, model: str, body: bytes):
+    """TorchServe's gRPC Predictions call, messages encoded by hand (no generated stubs needed)."""
+    grpc = pytest.importorskip("grpc")
+    request = _field(1, model.encode()) + _field(3, _field(1, b"data") + _field(2, body))
+    with grpc.insecure_channel(f"127.0.0.1:{server.config.grpc_inference_port}") as channel:
+        call = channel.unary_unary("/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
+                                   request_serializer=bytes, response_deserializer=_prediction)  # fmt: skip
+        return call(request, metadata=[("authorization", f"Bearer {server.keys()['inference']}")], timeout=60)
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [(b'{"seeds": [1], "truncation_psi": 7}', "truncation_psi"), (b"[" * 100_000, ""), (b'{"a": 1, "a": 2}', "a")],
+)
+def test_grpc_validation_errors_are_invalid_argument(server, body, field):
+    grpc = pytest.importorskip("grpc")
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_predict(server, "tiny", body)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    error = json.loads(err.value.details().splitlines()[0])
+    assert error["error"] == "invalid request" and error["field"] == field
+
+
+def test_grpc_prediction_gives_the_same_pixels(server, tiny):
+    out = grpc_predict(server, "tiny", b'{"seeds": [8], "truncation_psi": 0.6}')
+    expected = sample(tiny, seeds=[8], truncation_psi=0.6).images[0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(out))), expected)

@@ -254,6 +254,15 @@ class Server:
         lines = self._new_log_lines()
         if not any(LOAD_FAILED.search(ln) or WORKER_DIED.search(ln) for ln in lines):
             return None
+        # The frontend's "Load model failed" and the worker's traceback reach different files, line by line: let
+        # the logs settle (bounded) so the traceback's last line, the actual error, is there to report.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            settled = self._new_log_lines()
+            if len(settled) == len(lines):
+                break
+            lines = settled
         errors = [m.group("error").strip() for ln in lines if (m := MODEL_LOG_ERROR.search(ln))]
         failed = [m for ln in lines if (m := LOAD_FAILED.search(ln))]
         model = failed[0].group("model") if failed else "a model"
