@@ -1,0 +1,108 @@
+"""Importers for official checkpoint releases: their tensors into ganserve's format, without running their code.
+
+Each importer reads one release format (``detect`` says whether a file looks like it, ``read`` returns the family,
+the config and our state dict plus what it left unused) and never executes anything from the file: StyleGAN2-ADA
+pickles go through ``safe_pickle``'s allow-list, torch files through ``torch.load(weights_only=True)``.
+``import_checkpoint`` writes the result with the source's sha256 and the import command in the metadata, after
+checking every tensor against the model the config builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# --from name -> module with detect(path, data) and read(path, data); one line per release format.
+IMPORTERS = {
+    "sg2-ada": "ganserve.importers.stylegan2_ada",
+    "rosinality": "ganserve.importers.rosinality",
+}
+MAX_SOURCE_BYTES = 4 << 30
+
+
+class ImportError_(ValueError):
+    """A file that cannot be imported; the message names the file and the problem."""
+
+
+@dataclass
+class Imported:
+    family: str
+    config: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    unused: list[str] = field(default_factory=list)  # source tensors not mapped (discriminator, optimiser ...)
+    notes: list[str] = field(default_factory=list)  # anything derived rather than read (e.g. a computed w_avg)
+    source_format: str = ""
+
+
+def _module(name: str) -> Any:
+    if name not in IMPORTERS:
+        raise ImportError_(f"unknown source format '{name}' (formats: {', '.join(IMPORTERS)}, auto)")
+    return importlib.import_module(IMPORTERS[name])
+
+
+def read_source(path: str | os.PathLike) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise ImportError_(f"{path}: file not found")
+    if path.stat().st_size > MAX_SOURCE_BYTES:
+        raise ImportError_(f"{path}: over {MAX_SOURCE_BYTES} bytes")
+    return path.read_bytes()
+
+
+def detect(path: str | os.PathLike, data: bytes) -> str:
+    """The release format a file is in (tried in IMPORTERS order), or ImportError_."""
+    for name in IMPORTERS:
+        if _module(name).detect(path, data):
+            return name
+    raise ImportError_(f"{path}: not a file of any known release format ({', '.join(IMPORTERS)})")
+
+
+def read(path: str | os.PathLike, source: str = "auto") -> tuple[Imported, str]:
+    """Read ``path`` as ``source`` (or detect it): the imported model and the file's sha256."""
+    data = read_source(path)
+    if source == "auto":
+        source = detect(path, data)
+    imported = _module(source).read(path, data)
+    imported.source_format = source
+    return imported, hashlib.sha256(data).hexdigest()
+
+
+def import_checkpoint(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    source: str = "auto",
+    name: str | None = None,
+    command: str = "",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Imported, dict[str, Any]]:
+    """Import ``path`` and write ``out`` (a ganserve checkpoint); returns what was imported and the metadata."""
+    from ganserve.checkpoint import CheckpointError, check_state_shapes
+    from ganserve.families import get_family
+    from ganserve.loading import save_generator
+
+    imported, sha = read(path, source)
+    fam = get_family(imported.family)
+    try:
+        config = fam.make_config(imported.config)
+    except (TypeError, ValueError) as e:
+        raise ImportError_(f"{path}: the inferred {imported.family} config is not supported ({e})") from None
+    model = fam.make_generator(config)
+    try:
+        check_state_shapes(path, model.state_dict(), imported.tensors)
+    except CheckpointError as e:
+        raise ImportError_(f"{path}: {e.problem}") from None
+    model.load_state_dict(imported.tensors)
+    model.name = name or Path(out).stem
+    meta = save_generator(
+        out, model, dataset=None, dtype=dtype,
+        training={"imported_from": {"format": imported.source_format, "file": Path(path).name, "sha256": sha,
+                                    "command": command, "notes": imported.notes}},
+    )  # fmt: skip
+    return imported, meta
