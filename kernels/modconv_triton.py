@@ -78,6 +78,11 @@ CONFIGS = [
 INTERPRETER_CONFIG = Config(32, 16, 16, 1, 1)
 
 
+def run(kernel: triton.JITFunction, grid: tuple, args: tuple, meta: dict) -> None:
+    """Launch (kernels/aot.py replaces this to compile for another GPU instead)."""
+    kernel[grid](*args, **meta)
+
+
 def configs_for(m: int, c_out: int, c_in: int) -> list[Config]:
     """The configurations worth timing for a GEMM of m rows and c_out columns: tiles much larger than the problem
     only waste tuning time (a toRGB's 3 channels want N = 16)."""
@@ -110,7 +115,6 @@ def _modconv_kernel(
     sxn,
     sxh,
     sxw,
-    sxc,
     ssn,
     sdn,
     snn,
@@ -132,6 +136,7 @@ def _modconv_kernel(
     ACT: tl.constexpr,
     HAS_CLAMP: tl.constexpr,
     PRECISION: tl.constexpr,
+    OUT_CL: tl.constexpr,  # the output is channels-last (soc == 1): stores contiguous along N
     ONE_SAMPLE: tl.constexpr,  # every M tile lies within one sample (OH*OW % BLOCK_M == 0): one styles row per tile
     EVEN_K: tl.constexpr,  # C_IN % BLOCK_K == 0: no channel mask
     EVEN_N: tl.constexpr,  # N_PACK % BLOCK_N == 0: no weight-column mask
@@ -181,7 +186,7 @@ def _modconv_kernel(
             k_ok = cs < C_IN
             a_mask = valid[:, None] & k_ok[None, :]
             k_mask = k_ok[:, None]
-        a = tl.load(x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + cs[None, :] * sxc, mask=a_mask, other=0.0)
+        a = tl.load(x_rows[:, None] + (ih * sxh + iw * sxw)[:, None] + cs[None, :], mask=a_mask, other=0.0)
         if ONE_SAMPLE:
             if EVEN_K:
                 s = tl.load(s_row + cs)[None, :]
@@ -207,8 +212,12 @@ def _modconv_kernel(
     out = acc
     tile_mask = m_mask[:, None] & n_mask[None, :]
     if DEMODULATE:
-        dco = tl.load(d_ptr + sample.to(tl.int64)[:, None] * sdn + offs_n[None, :], mask=tile_mask, other=0.0)
-        out = out * dco
+        if ONE_SAMPLE:  # one row of coefficients for the whole tile
+            d_row = d_ptr + ((pid_m * BLOCK_M) // hw).to(tl.int64) * sdn
+            out = out * tl.load(d_row + offs_n, mask=n_mask, other=0.0)[None, :]
+        else:
+            dco = tl.load(d_ptr + sample.to(tl.int64)[:, None] * sdn + offs_n[None, :], mask=tile_mask, other=0.0)
+            out = out * dco
     oy = oh * UP + phase // UP
     ox = ow * UP + phase % UP
     if HAS_NOISE:
@@ -225,7 +234,11 @@ def _modconv_kernel(
     if HAS_CLAMP:
         out = tl.minimum(tl.maximum(out, -clamp), clamp)
     out_rows = out_ptr + sample.to(tl.int64) * son + oy * soh + ox * sow
-    tl.store(out_rows[:, None] + offs_n[None, :] * soc, out.to(out_ptr.dtype.element_ty), mask=tile_mask)
+    if OUT_CL:
+        out_ptrs = out_rows[:, None] + offs_n[None, :]
+    else:
+        out_ptrs = out_rows[:, None] + offs_n[None, :] * soc
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=tile_mask)
 
 
 def launch(
@@ -247,7 +260,7 @@ def launch(
     config: Config,
     precision: str,
 ) -> torch.Tensor:
-    """One launch. x [N, C_in, H, W] any strides (channels-last is the fast layout); packed [up^2, kh*kw*C_in, N_PACK];
+    """One launch. x [N, C_in, H, W] channels-last (stride 1 along C_in); packed [up^2, kh*kw*C_in, N_PACK];
     styles [N, C_in] in x's dtype; dcoefs [N, C_out] fp32 or None; noise expandable to [N, 1, OH, OW]; out
     [N, C_out, OH, OW] any strides (written)."""
     global launches
@@ -263,16 +276,16 @@ def launch(
     args = (
         x, packed, styles, dcoefs if dcoefs is not None else out, noise_t, bias if bias is not None else out, out,
         m, c_in, h, w, c_out, n_pack, oh, ow, padding,
-        x.stride(0), x.stride(2), x.stride(3), x.stride(1),
+        x.stride(0), x.stride(2), x.stride(3),
         styles.stride(0), dcoefs.stride(0) if dcoefs is not None else 0,
         noise_t.stride(0), noise_t.stride(2), noise_t.stride(3),
         out.stride(0), out.stride(2), out.stride(3), out.stride(1),
         packed.stride(0), float(gain), float(clamp if clamp is not None else 0.0),
     )  # fmt: skip
+    assert x.stride(1) == 1, "x must be channels-last (x.contiguous(memory_format=torch.channels_last))"
     assert styles.stride(1) == 1 and packed.stride(-1) == 1 and (dcoefs is None or dcoefs.stride(1) == 1)
     grid = (triton.cdiv(m, bm) * triton.cdiv(c_out, bn), up * up)
-    _modconv_kernel[grid](
-        *args,
+    meta = dict(
         KH=kh,
         KW=kw,
         UP=up,
@@ -282,6 +295,7 @@ def launch(
         ACT=ACT_CODES[activation],
         HAS_CLAMP=clamp is not None,
         PRECISION=precision,
+        OUT_CL=out.stride(1) == 1,
         ONE_SAMPLE=(oh * ow) % bm == 0,
         EVEN_K=c_in % bk == 0,
         EVEN_N=n_pack % bn == 0,
@@ -292,6 +306,7 @@ def launch(
         num_warps=config.warps,
         num_stages=config.stages,
     )
+    run(_modconv_kernel, grid, args, meta)
     launches += 1
     return out
 
@@ -415,13 +430,13 @@ def epilogue(
     noise_t = noise.expand(n, 1, h, w) if noise is not None else y
     if INTERPRETED:
         block = 256
-    _epilogue_kernel[(triton.cdiv(y.numel(), block),)](
+    run(_epilogue_kernel, (triton.cdiv(y.numel(), block),), (
         y, dcoefs if dcoefs is not None else y, noise_t, bias if bias is not None else y,
         y.numel(), c, h * w, w,
         dcoefs.stride(0) if dcoefs is not None else 0, noise_t.stride(0), noise_t.stride(2), noise_t.stride(3),
-        float(gain), float(clamp if clamp is not None else 0.0),
+        float(gain), float(clamp if clamp is not None else 0.0)), dict(
         DEMODULATE=dcoefs is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
         ACT=ACT_CODES[activation], HAS_CLAMP=clamp is not None, CHANNELS_LAST=cl, BLOCK=block,
-    )  # fmt: skip
+    ))  # fmt: skip
     launches += 1
     return y

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ganserve.kernels import switch
+from ganserve.kernels import modconv_triton, switch
 
 INTERPRETED = switch.interpreting()
 SPLIT_ALIGN = 128  # code ranges per split are multiples of this (whole tiles for BLOCK_C <= 128)
@@ -176,12 +176,12 @@ def vq_nearest(
     indices = torch.empty((splits, n), device=z.device, dtype=torch.int32)
     precision = switch.dot_precision("matmul") if z.dtype == torch.float32 else "ieee"
     grid = (triton.cdiv(n, config.block_q), splits)
-    _vq_kernel[grid](
-        z, codebook, terms.contiguous(), scores, indices, n, k, d, z.stride(0), codebook.stride(0), per_split,
+    args = (z, codebook, terms.contiguous(), scores, indices, n, k, d, z.stride(0), codebook.stride(0), per_split)
+    modconv_triton.run(_vq_kernel, grid, args, dict(
         COSINE=metric == "cosine", PRECISION=precision, SINGLE_D=d <= bd,
         EMULATE_BF16=INTERPRETED and z.dtype == torch.bfloat16,
         BLOCK_Q=config.block_q, BLOCK_C=config.block_c, BLOCK_D=bd, num_warps=config.warps, num_stages=config.stages,
-    )  # fmt: skip
+    ))  # fmt: skip
     launches += 1
     if splits > 1:  # second pass: merge the per-split winners (argmin keeps the earliest split on ties)
         pick = scores.argmin(dim=0, keepdim=True)
