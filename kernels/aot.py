@@ -69,8 +69,13 @@ def ptxas_report(ptx: str, arch: int) -> dict:
         )  # fmt: skip
     text = proc.stdout + proc.stderr
     out = {}
-    for key, pattern in (("registers", r"Used (\d+) registers"), ("spill_stores", r"(\d+) bytes spill stores"),
-                         ("spill_loads", r"(\d+) bytes spill loads"), ("stack", r"(\d+) bytes stack frame")):  # fmt: skip
+    patterns = {
+        "registers": r"Used (\d+) registers",
+        "spill_stores": r"(\d+) bytes spill stores",
+        "spill_loads": r"(\d+) bytes spill loads",
+        "stack": r"(\d+) bytes stack frame",
+    }
+    for key, pattern in patterns.items():
         m = re.search(pattern, text)
         out[key] = int(m.group(1)) if m else None
     if proc.returncode:
@@ -96,8 +101,8 @@ def describe(name: str, meta: dict, kernel, arch: int) -> dict:
 
 
 def variants(arch: int) -> Iterator[tuple[str, object]]:
-    """(label, thunk) for the kernel variants that StyleGAN2 256 px and the VQ search launch (small CPU tensors: only the
-    integer arguments reach the compiler, and the batch changes none of the specialisations)."""
+    """(label, thunk) for the kernel variants that StyleGAN2 256 px and the VQ search launch (small CPU tensors:
+    only the integer arguments reach the compiler, and the batch changes none of the specialisations)."""
     from ganserve.kernels import candidates, modconv_triton, vq_triton
 
     meta = torch.device("cpu")
@@ -126,8 +131,8 @@ def variants(arch: int) -> Iterator[tuple[str, object]]:
             cb = torch.empty(16384, d, device=meta, dtype=dtype)
             terms = torch.empty(16384, device=meta)
             for cfg in vq_triton.CONFIGS[:3]:
-                yield (f"vq {dtype} D{d} {cfg.name}",
-                       lambda z=z, cb=cb, terms=terms, cfg=cfg: vq_triton.vq_nearest(z, cb, terms, "l2", cfg, 1))  # fmt: skip
+                label = f"vq {dtype} D{d} {cfg.name}"
+                yield label, lambda z=z, cb=cb, terms=terms, cfg=cfg: vq_triton.vq_nearest(z, cb, terms, "l2", cfg, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
