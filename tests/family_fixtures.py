@@ -3,6 +3,8 @@ on the trained models. Standing statistics are measured so eval-mode images are 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -53,3 +55,19 @@ def save_tiny(folder: Path, name: str, G: torch.nn.Module) -> Path:
     path = folder / f"{name}.safetensors"
     ganserve.save_generator(path, G, dataset="random", training={"step": 0})
     return path
+
+
+@contextlib.contextmanager
+def family_registered(name: str) -> Iterator[None]:
+    """A family joins BUILTIN with its bundled checkpoint; until then a test registers it for its own duration only
+    (so the conformance suite's "every registered family ships a checkpoint" holds in the same session)."""
+    from ganserve.families import _LOADED, BUILTIN, register_family
+
+    added = name not in BUILTIN and name not in _LOADED
+    if added:
+        register_family(f"ganserve.families.{name}")
+    try:
+        yield
+    finally:
+        if added:
+            _LOADED.pop(name, None)

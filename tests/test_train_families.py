@@ -11,6 +11,7 @@ from PIL import Image
 import ganserve
 from ganserve.train.data import ImageDataset
 from ganserve.train.loop import Trainer, TrainOptions
+from tests.family_fixtures import family_registered
 
 MODELS = {
     "biggan": dict(z_dim=12, embed_dim=8, channel_width=8, layers=[[True, 2, 1], [True, 1, 1]],
@@ -20,6 +21,12 @@ MODELS = {
                   d_layers=[[True, 1], [False, 1]], d_attention_layer_position=1),
 }  # fmt: skip
 FAST = {"standing_batches": 2, "standing_batch_size": 8}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sagan_registered():
+    with family_registered("sagan"):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +48,7 @@ def _opts(tmp_path, family, name, **kw) -> TrainOptions:
     return TrainOptions(**{**base, **kw})
 
 
-@pytest.mark.parametrize("family", ["biggan"])
+@pytest.mark.parametrize("family", ["biggan", "sagan"])
 def test_train_snapshot_export_and_exact_resume(tmp_path, data, family):
     export = tmp_path / f"{family}.safetensors"
     straight = Trainer(_opts(tmp_path, family, "straight", export=str(export)), data, command="test")

@@ -797,12 +797,14 @@ class SelfAttention(nn.Module):
         phi = F.max_pool2d(self.snconv1x1_phi(x), 2).reshape(n, c // 8, h * w // 4)
         return torch.softmax(torch.bmm(theta.transpose(1, 2), phi), dim=-1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """x + gamma * o_conv(attention-weighted values); with ``return_attention`` also the weights."""
         n, c, h, w = x.shape
         attn = self.attention(x)
         g = F.max_pool2d(self.snconv1x1_g(x), 2).reshape(n, c // 2, h * w // 4)
         out = torch.bmm(g, attn.transpose(1, 2)).reshape(n, c // 2, h, w)
-        return x + self.gamma.to(x.dtype) * self.snconv1x1_o_conv(out)
+        out = x + self.gamma.to(x.dtype) * self.snconv1x1_o_conv(out)
+        return (out, attn) if return_attention else out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
