@@ -9,7 +9,7 @@ import sys
 from ganserve.commands import CommandError
 
 # Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
-COMMANDS = ["sample", "project", "train", "serve", "export", "import_model", "bench", "ui"]
+COMMANDS = ["sample", "project", "train", "eval", "serve", "export", "import_model", "bench", "ui"]
 
 
 # Optional dependencies: the top-level module -> the extra that installs it.

@@ -1,0 +1,219 @@
+"""``evaluate``: generate N images from a model through the public sampling core, and measure them against real data.
+
+Seeds are N consecutive integers from ``seed_offset``, so a result is reproducible from its record. A class-conditional
+model draws its classes round-robin (seed offset + i gets class i mod C), which matches a balanced data set such as
+Fashion-MNIST; the classifier check then sees about N / C samples per class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ganserve.eval import metrics
+from ganserve.eval.real_data import RealImages, dataset_name, real_images
+
+METRICS = ("fid", "kid", "pr", "classifier")
+FEATURE_METRICS = ("fid", "kid", "pr")
+REQUEST_CHUNK = 256  # seeds per sampling request (the core renders them in --batch-size chunks)
+
+
+@dataclass
+class EvalOptions:
+    n: int = 2000
+    metrics: tuple[str, ...] = METRICS
+    truncation_psi: float | None = 1.0  # None: the family's default (leave the field out of the request)
+    batch_size: int = 50  # generator and feature-extractor batch
+    seed_offset: int = 0
+    data: str | None = None  # reference data set; default: the one in the checkpoint's metadata
+    split: str = "test"
+    real_seed: int | None = None  # None: the first N real images; else a seeded subset
+    k: int = 5  # neighbours for precision / recall / density / coverage
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    classifier: str | None = None  # path; default: the bundled classifier for the data set
+    baseline: bool = False  # also measure N real *training* images against the same reference: the floor at this N
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+        if self.n < self.k + 1 or self.n < 2:
+            raise ValueError(f"--n must be at least {max(self.k + 1, 2)} (k-NN metrics use k = {self.k})")
+
+
+@dataclass
+class Generated:
+    images: np.ndarray  # uint8 [N, H, W, C]
+    classes: np.ndarray | None  # the class id asked for each image
+    class_names: list[str] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)  # what every image shared (psi, noise mode ...)
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+
+
+def generate(model: nn.Module, opts: EvalOptions) -> Generated:
+    """N images from seeds ``seed_offset ..``, through ``ganserve.sampling.sample`` like every other front end."""
+    from ganserve.sampling import class_names, sample
+
+    names = class_names(model)
+    seeds = np.arange(opts.seed_offset, opts.seed_offset + opts.n)
+    classes = np.arange(opts.n) % len(names) if names else None
+    fields: dict[str, Any] = {}
+    if opts.truncation_psi is not None:
+        fields["truncation_psi"] = opts.truncation_psi
+    images = np.zeros((0,), np.uint8)
+    params: dict[str, Any] = {}
+    with _bar(opts.n, "generating", opts.progress) as bar:
+        groups = (
+            [(c, np.flatnonzero(classes == c)) for c in range(len(names))] if names else [(None, np.arange(opts.n))]
+        )
+        for c, rows in groups:
+            for start in range(0, len(rows), REQUEST_CHUNK):
+                chunk = rows[start : start + REQUEST_CHUNK]
+                extra = {"class": int(c)} if c is not None else {}
+                result = sample(model, seeds=[int(s) for s in seeds[chunk]], batch_size=opts.batch_size,
+                                max_images=len(chunk), **fields, **extra)  # fmt: skip
+                if images.ndim == 1:
+                    images = np.zeros((opts.n, *result.images.shape[1:]), np.uint8)
+                    params = {k: v for k, v in result.params[0].items() if k not in ("seeds", "class", "model")}
+                images[chunk] = result.images
+                bar.update(len(chunk))
+    return Generated(images, classes, names, params)
+
+
+def default_classifier(dataset: str | None) -> Path | None:
+    """The bundled (or $GANSERVE_CHECKPOINTS) classifier for a data set, if one exists."""
+    if dataset != "fashion-mnist":
+        return None
+    from ganserve.eval.classifier import DEFAULT_NAME
+    from ganserve.loading import checkpoint_dirs
+
+    for d in checkpoint_dirs():
+        if (p := d / f"{DEFAULT_NAME}.safetensors").is_file():
+            return p
+    return None
+
+
+def classifier_check(gen: Generated, opts: EvalOptions, dataset: str | None) -> dict[str, Any]:
+    """Accuracy of the trained-here classifier on each class's generated samples, beside its real test accuracy."""
+    if gen.classes is None:
+        return {"skipped": "unconditional model: no class to check (the classifier metric needs a class-conditional "
+                           "model)"}  # fmt: skip
+    path = Path(opts.classifier) if opts.classifier else default_classifier(dataset)
+    if path is None:
+        return {"skipped": f"no classifier for data set '{dataset}' (give --classifier PATH)"}
+    from ganserve.eval.classifier import accuracy_by_class, load_classifier, predict
+
+    clf, meta = load_classifier(path)
+    clf_names = [n.lower() for n in clf.config.class_names]
+    try:  # model class -> classifier class, by name: ids need not agree
+        mapping = np.array([clf_names.index(n.lower()) for n in gen.class_names])
+    except ValueError:
+        return {"skipped": f"the model's classes {gen.class_names} are not the classifier's {clf.config.class_names}"}
+    target = mapping[gen.classes]
+    pred = predict(clf, gen.images)
+    mean, _ = accuracy_by_class(pred, target, clf.config.num_classes)
+    per = {name: float((pred[gen.classes == c] == mapping[c]).mean()) for c, name in enumerate(gen.class_names)}
+    return {
+        "accuracy": mean,
+        "per_class": per,
+        "real_test_accuracy": meta.get("test_accuracy"),
+        "real_per_class_test_accuracy": meta.get("per_class_test_accuracy"),
+        "classifier": path.name,
+        "classifier_version": meta["content_hash"].split(":", 1)[1][:12],
+    }
+
+
+def feature_metrics(real: np.ndarray, fake: np.ndarray, opts: EvalOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "fid" in opts.metrics:
+        out["fid"] = metrics.fid(real, fake)
+    if "kid" in opts.metrics:
+        k = metrics.kid(real, fake, opts.kid_subsets, opts.kid_subset_size, seed=0)
+        out["kid"] = {"mean": k.mean, "std": k.std, "subsets": k.subsets, "subset_size": k.subset_size}
+    if "pr" in opts.metrics:
+        out.update(metrics.prdc(real, fake, opts.k).to_dict())
+    return out
+
+
+def evaluate(model: nn.Module | None, opts: EvalOptions,
+             extractor: Callable[..., np.ndarray] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Measure ``model`` (or, with ``model=None``, only the real-data baseline of ``opts.data``); a JSON-able dict."""
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"n": opts.n, "seed_offset": opts.seed_offset}
+    dataset = opts.data
+    gen = None
+    if model is not None:
+        from ganserve.sampling import model_name, model_version
+
+        info = getattr(model, "checkpoint_info", None) or {}
+        dataset = dataset or dataset_name(info.get("dataset"))
+        gen = generate(model, opts)
+        result = {
+            "model": model_name(model), "model_version": model_version(model), "family": model.family,
+            **result, "seeds": f"{opts.seed_offset}-{opts.seed_offset + opts.n - 1}", **gen.request,
+        }  # fmt: skip
+        if gen.classes is not None:
+            result["classes"] = "round-robin: seed offset+i gets class i mod C"
+    elif not dataset:
+        raise ValueError("give --model, or --data with --baseline for the real-data floor alone")
+    feats_wanted = [m for m in opts.metrics if m in FEATURE_METRICS]
+    if feats_wanted or model is None:
+        if not dataset:
+            raise ValueError("the checkpoint names no data set to compare with: give --data fashion-mnist|FOLDER")
+        if gen is not None:
+            _n, h, _w, c = gen.images.shape
+        else:
+            h, c = 32, 1  # a baseline alone: the data set at the bundled models' size
+        real = real_images(dataset, opts.n, h, c, opts.split, opts.real_seed)
+        result["reference"] = real.describe()
+        if real.split == "all":
+            result["reference"]["note"] = "no held-out split: measured against the training images themselves"
+        if len(real.images) < opts.n:
+            result["reference"]["note"] = f"only {len(real.images)} real images: the sets differ in size"
+        if extractor is None:
+            from ganserve.eval.features import InceptionFeatures
+
+            extractor = InceptionFeatures(opts.device)
+        result["features"] = getattr(extractor, "description", type(extractor).__name__)
+        real_f = _features(extractor, real.images, opts, "features (real)")
+        if gen is not None:
+            result.update(feature_metrics(real_f, _features(extractor, gen.images, opts, "features (generated)"),
+                                          opts))  # fmt: skip
+        if opts.baseline or model is None:
+            result["baseline"] = _baseline(real, real_f, extractor, opts)
+    if gen is not None and "classifier" in opts.metrics:
+        result["classifier"] = classifier_check(gen, opts, dataset)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def _features(extractor: Callable[..., np.ndarray], images: np.ndarray, opts: EvalOptions, desc: str) -> np.ndarray:
+    with _bar(len(images), desc, opts.progress) as bar:
+        return extractor(images, batch_size=opts.batch_size, progress=bar.update)
+
+
+def _baseline(ref: RealImages, ref_f: np.ndarray, extractor: Callable[..., np.ndarray],
+              opts: EvalOptions) -> dict[str, Any]:  # fmt: skip
+    """The same metrics for N real *training* images against the same reference: what a perfect generator would
+    score at this sample count (FID and KID are biased upwards at small N, so a number means little without it)."""
+    if ref.split != "test":
+        return {"skipped": "no held-out split to compare real training images with"}
+    _n, h, _w, c = ref.images.shape
+    train = real_images(ref.dataset, len(ref.images), h, c, "train", opts.real_seed)
+    out = {"images": train.describe()}
+    out.update(feature_metrics(ref_f, _features(extractor, train.images, opts, "features (real train)"), opts))
+    return out
