@@ -12,7 +12,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 MAX_SEED = 2**32 - 1  # StyleGAN2-ADA draws z with numpy's RandomState(seed), which takes 32-bit seeds
 DEFAULT_MAX_IMAGES = 64
@@ -153,16 +153,17 @@ class Interpolate(Strict):
 
 
 class Keep(Strict):
-    """Keep these code positions (row-major mask over the code grid, or a box [top, left, bottom, right] in codes)
-    from ``image``'s encoding and re-sample the rest."""
+    """Keep these code positions from ``image``'s encoding and re-sample the rest: a row-major mask over the code
+    grid, a box [top, left, bottom, right] in codes (bottom and right exclusive), or a half of the grid."""
 
-    mask: list[list[bool]] | None = None
-    box: list[int] | None = Field(default=None, min_length=4, max_length=4)
+    mask: list[Annotated[list[bool], Field(max_length=256)]] | None = Field(default=None, max_length=256)
+    box: list[Annotated[int, Field(ge=0, le=4096)]] | None = Field(default=None, min_length=4, max_length=4)
+    half: Literal["top", "bottom", "left", "right"] | None = None  # that half of the code grid
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Keep:
-        if (self.mask is None) == (self.box is None):
-            raise ValueError("give exactly one of mask or box")
+        if sum(v is not None for v in (self.mask, self.box, self.half)) != 1:
+            raise ValueError("give exactly one of mask, box or half")
         return self
 
 
@@ -219,14 +220,16 @@ class VQSamplingFields(ClassField):
     temperature: float = finite_float(0.01, 10.0, 1.0)
     top_k: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
-    image: str | None = None  # base64 PNG/JPEG: reconstruction, or the source for ``keep``
+    image: str | None = None  # base64 PNG/JPEG: reconstruction, or the source for ``keep`` (decoded by the sampler)
     keep: Keep | None = None
 
-    @model_validator(mode="after")
-    def _keep_needs_image(self) -> VQSamplingFields:
-        if self.keep is not None and self.image is None:
+    @field_validator("keep", mode="after")
+    @classmethod
+    def _keep_needs_image(cls, v: Keep | None, info: ValidationInfo) -> Keep | None:
+        # A field validator (image is declared first, so it is in info.data) so that the error names ``keep``.
+        if v is not None and info.data.get("image") is None:
             raise ValueError("keep needs an image to take the kept codes from")
-        return self
+        return v
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -45,7 +45,56 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (reference), tf32, bf16, fp16, or mixed (the family's half-precision layers)")
+    add_vq_arguments(p)
     return p
+
+
+# ---- VQ families (vqgan, vit_vqgan): the prior's sampling filters, reconstruction and partial re-sampling ----------
+KEEP_HALVES = ("top-half", "bottom-half", "left-half", "right-half")
+
+
+def add_vq_arguments(p: argparse.ArgumentParser) -> None:
+    vq = p.add_argument_group("VQ families (vqgan, vit_vqgan)")
+    vq.add_argument("--temperature", type=float, default=None, help="prior sampling temperature")
+    vq.add_argument("--top-k", type=int, default=None, help="sample among the K most likely codes")
+    vq.add_argument("--top-p", type=float, default=None, help="sample within the nucleus of probability P")
+    vq.add_argument("--image", default=None,
+                    help="PNG/JPEG file: reconstruct it (its codes go in the image parameters), or with --keep the "
+                         "image whose codes are kept")
+    vq.add_argument("--keep", default=None,
+                    help="the codes of --image to keep (the rest are re-sampled): top-half, bottom-half, left-half, "
+                         "right-half or box:x0,y0,x1,y1 (code units, x1 and y1 exclusive)")
+
+
+def parse_keep(text: str) -> dict:
+    """--keep -> the request's keep: a half of the code grid, or box:x0,y0,x1,y1 -> [top, left, bottom, right]."""
+    if text in KEEP_HALVES:
+        return {"half": text.split("-")[0]}
+    if text.startswith("box:"):
+        parts = text[4:].split(",")
+        if len(parts) == 4 and all(v.strip().isascii() and v.strip().isdigit() for v in parts):
+            x0, y0, x1, y1 = (int(v) for v in parts)
+            return {"box": [y0, x0, y1, x1]}
+    raise CommandError(f"--keep expects {', '.join(KEEP_HALVES)} or box:x0,y0,x1,y1, got {text!r}")
+
+
+def vq_fields(args: argparse.Namespace) -> dict:
+    import base64
+
+    req: dict = {}
+    for name in ("temperature", "top_k", "top_p"):
+        if getattr(args, name, None) is not None:
+            req[name] = getattr(args, name)
+    if getattr(args, "image", None):
+        try:
+            req["image"] = base64.b64encode(Path(args.image).read_bytes()).decode()
+        except OSError as e:
+            raise CommandError(f"--image {args.image}: {e.strerror or e}") from None
+    if getattr(args, "keep", None):
+        if not args.image:
+            raise CommandError("--keep needs --image (the image whose codes are kept)")
+        req["keep"] = parse_keep(args.keep)
+    return req
 
 
 FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".npy": "npy", ".gif": "gif"}
@@ -112,6 +161,7 @@ def build_request(args: argparse.Namespace) -> dict:
         req["edits"] = [parse_edit(text, args.edit_method) for text in args.edit]
     if args.class_ is not None:
         req["class"] = int(args.class_) if args.class_.isascii() and args.class_.isdigit() else args.class_
+    req.update(vq_fields(args))
     return req
 
 

@@ -1,0 +1,143 @@
+"""The GPT prior and its sampling loop: the KV-cached step against the full forward, cached == uncached sampling,
+top-k / top-p never emit excluded codes, kept codes survive exactly, and a row's codes do not depend on its batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganserve.models.layers import batch_invariant
+from ganserve.models.transformer import (
+    GPTPrior,
+    GPTPriorConfig,
+    filter_sorted,
+    pick,
+    sample_codes,
+    sample_codes_uncached,
+    uniforms_for_seed,
+)
+
+K, H, W = 32, 3, 4
+
+
+@pytest.fixture(scope="module")
+def prior() -> GPTPrior:
+    torch.manual_seed(0)
+    p = GPTPrior(GPTPriorConfig(num_codes=K, code_height=H, code_width=W, c_dim=3, n_layer=2, n_head=2, n_embd=16))
+    with torch.no_grad():
+        for q in p.parameters():
+            if q.ndim >= 2:
+                q.normal_(0.0, 0.4)
+    return p.eval()
+
+
+def _rows(n: int, seeds=None, temperature=1.0, top_k=0, top_p=1.0):
+    seeds = list(range(n)) if seeds is None else seeds
+    return dict(
+        uniform=torch.stack([uniforms_for_seed(s, H * W) for s in seeds]),
+        temperature=torch.full([n], temperature),
+        top_k=torch.full([n], top_k, dtype=torch.long),
+        top_p=torch.full([n], top_p),
+    )
+
+
+def _sample(prior, classes, **kw):
+    n = len(classes)
+    r = _rows(n, **kw)
+    start = prior.start_tokens(torch.tensor(classes), n)
+    return sample_codes(prior.step, prior.empty_cache(n), start, r["uniform"], r["temperature"], r["top_k"],
+                        r["top_p"], K)  # fmt: skip
+
+
+def test_step_with_cache_gives_the_full_forward_logits(prior):
+    n, length = 3, H * W + 1
+    tokens = torch.cat([prior.start_tokens(torch.tensor([0, 1, 2]), n)[:, None], torch.randint(0, K, [n, H * W])], 1)
+    full = prior(tokens)
+    cache = prior.empty_cache(n)
+    cache.normal_()  # stale slots must not matter
+    cfg = prior.config
+    for t in range(length):
+        out = prior.step(tokens[:, t], torch.tensor(t), cache)
+        torch.testing.assert_close(out[:, :K], full[:, t], atol=1e-5, rtol=1e-5)
+        cache[:, :, :, :, t] = out[:, K:].reshape(n, cfg.n_layer, 2, cfg.n_head, -1)
+
+
+@pytest.mark.parametrize("filters", [{}, {"top_k": 5}, {"top_p": 0.7}, {"temperature": 0.6, "top_k": 9, "top_p": 0.9}])
+def test_cached_and_uncached_sampling_give_the_same_codes(prior, filters):
+    classes = [0, 1, 2, 1, 0]
+    cached = _sample(prior, classes, **filters)
+    r = _rows(5, **filters)
+    uncached = sample_codes_uncached(prior, prior.start_tokens(torch.tensor(classes), 5), r["uniform"],
+                                     r["temperature"], r["top_k"], r["top_p"])  # fmt: skip
+    assert torch.equal(cached, uncached)
+    assert len({tuple(c.tolist()) for c in cached}) == 5
+
+
+def test_codes_depend_on_the_seed_alone(prior):
+    with batch_invariant():
+        together = _sample(prior, [0, 1, 2, 1, 0, 2, 2], seeds=[5, 6, 7, 8, 9, 10, 11], top_k=7)
+        for i, (c, s) in enumerate(zip([0, 1, 2, 1, 0, 2, 2], [5, 6, 7, 8, 9, 10, 11])):
+            alone = _sample(prior, [c, c], seeds=[s, s], top_k=7)  # the core renders one row as a batch of two
+            assert torch.equal(alone[0], together[i])
+        reordered = _sample(prior, [2, 0, 1], seeds=[11, 9, 8], top_k=7)
+        assert torch.equal(reordered, together[[6, 4, 3]])
+
+
+def test_top_k_and_top_p_never_emit_excluded_codes():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(400, 50, generator=gen) * 3
+    uniform = torch.rand(400, generator=gen)
+    uniform[:3] = torch.tensor([0.0, 0.999999, 1.0 - 2**-24])  # the ends of [0, 1)
+    n = logits.shape[0]
+    for k, p in [(1, 1.0), (3, 1.0), (50, 0.3), (0, 0.05), (10, 0.8)]:
+        probs, order, kept = filter_sorted(logits, torch.ones(n), torch.full([n], k), torch.full([n], p))
+        codes = pick(probs, order, kept, uniform)
+        chosen = logits.gather(1, codes[:, None])
+        ahead = logits > chosen  # the codes ranked above the chosen one
+        if k:
+            assert (ahead.sum(1) < k).all()
+            kth = logits.sort(1, descending=True).values[:, k - 1 : k]
+            probs_k = logits.masked_fill(logits < kth, -float("inf")).softmax(1)  # the nucleus is taken after top-k
+        else:
+            probs_k = logits.softmax(1)
+        assert ((probs_k * ahead).sum(1) < p).all()  # the mass ranked above it has not reached p yet
+
+
+def test_zero_temperature_limit_is_greedy():
+    logits = torch.randn(20, 10)
+    n = logits.shape[0]
+    probs, order, kept = filter_sorted(logits, torch.full([n], 0.01), torch.zeros(n, dtype=torch.long), torch.ones(n))
+    codes = pick(probs, order, kept, torch.rand(n) * 0.99)
+    assert torch.equal(codes, logits.argmax(1))
+
+
+def test_kept_codes_are_kept_exactly_and_the_rest_resampled(prior):
+    n = 4
+    r = _rows(n, top_k=4)
+    source = torch.randint(0, K, [n, H * W], generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(n, H * W, dtype=torch.bool)
+    mask[:, :W] = True  # the top row of the grid
+    mask[1, -1] = True
+    start = prior.start_tokens(torch.tensor([0, 1, 2, 0]), n)
+    out = sample_codes(prior.step, prior.empty_cache(n), start, r["uniform"], r["temperature"], r["top_k"], r["top_p"],
+                       K, source, mask)  # fmt: skip
+    assert torch.equal(out[mask], source[mask])
+    assert not torch.equal(out[~mask], source[~mask])
+    full = sample_codes(prior.step, prior.empty_cache(n), start, r["uniform"], r["temperature"], r["top_k"],
+                        r["top_p"], K, source, torch.ones_like(mask))  # fmt: skip
+    assert torch.equal(full, source)  # everything kept: a reconstruction, the prior never runs
+
+
+def test_loss_is_the_next_code_cross_entropy(prior):
+    codes = torch.randint(0, K, [2, H * W])
+    classes = torch.tensor([1, 2])
+    logits = prior(torch.cat([prior.start_tokens(classes, 2)[:, None], codes[:, :-1]], 1))
+    want = torch.nn.functional.cross_entropy(logits.reshape(-1, K), codes.reshape(-1))
+    torch.testing.assert_close(prior.loss(codes, classes), want)
+
+
+def test_config_ranges_are_checked():
+    for bad in (dict(num_codes=0), dict(n_embd=10, n_head=3), dict(code_height=100, code_width=100),
+                dict(c_dim=2, class_names=["a"]), dict(n_layer=10**6)):  # fmt: skip
+        with pytest.raises(ValueError):
+            GPTPriorConfig(**bad)
