@@ -153,14 +153,21 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         return path, pic.params, f"{model}: seed {pic.params['seeds'][0]}"
 
     @_readable
-    def grid(model, seeds, psi, cutoff, noise_mode, class_index, temperature, top_k, top_p):
-        _, req = request(
-            model, (psi, cutoff, noise_mode, class_index, temperature, top_k, top_p), seeds=_seeds_text(seeds, "seeds")
-        )
+    def grid(model, seeds, psi, cutoff, noise_mode, class_index, temperature, top_k, top_p, classes=None):
+        seed_list = _seeds_text(seeds, "seeds")
+        _, req = request(model, (psi, cutoff, noise_mode, class_index, temperature, top_k, top_p), seeds=seed_list)
+        if classes:  # class-by-seed grid: one row per class (replaces the sidebar's single class)
+            req.pop("class", None)
+            req["classes"] = [int(c) for c in classes]
         pics = backend.generate(model, req)
         paths = save(pics)
-        gallery = [(p, f"seed {pic.params['seeds'][0]}") for p, pic in zip(paths, pics)]
+        label = "class {class} seed {seed}" if classes else "seed {seed}"
+        gallery = [(p, label.format(seed=pic.params["seeds"][0], **{"class": pic.params.get("class")}))
+                   for p, pic in zip(paths, pics)]  # fmt: skip
         params = [pic.params for pic in pics]
+        if classes:
+            shown = gr.update(value=gallery, columns=len(seed_list))
+            return shown, params, params, f"{model}: {len(classes)} classes x {len(seed_list)} seeds"
         return gallery, params, params, f"{model}: {len(pics)} seeds"
 
     @_readable
@@ -196,9 +203,12 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
 
     @_readable
     def interpolate(
-        model, seed, to_seed, steps, space, psi, cutoff, noise_mode, class_index, temperature, top_k, top_p
-    ):
+        model, seed, to_seed, steps, space, psi, cutoff, noise_mode, class_index, temperature, top_k, top_p,
+        to_class=None,
+    ):  # fmt: skip
         ip = {"to_seed": _seed(to_seed, "to seed"), "steps": int(steps), "space": space}
+        if to_class is not None and str(to_class).strip() not in ("", "-1"):
+            ip["to_class"] = int(to_class)  # class interpolation: the class embedding is lerped too
         _, req = request(
             model,
             (psi, cutoff, noise_mode, class_index, temperature, top_k, top_p),
@@ -297,6 +307,14 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     with gr.Row():
                         grid_seeds = gr.Textbox("0-15", label="Seeds (e.g. 0-15 or 1,5,9)", elem_id="grid-seeds")
                         grid_btn = gr.Button("Generate grid", variant="primary", elem_id="grid-generate")
+                    grid_classes = gr.Dropdown(
+                        _class_choices(spec0),
+                        value=[],
+                        multiselect=True,
+                        label="Classes, one row each (class-by-seed grid; empty: the sidebar's class)",
+                        visible=spec0.class_grid,
+                        elem_id="grid-classes",
+                    )
                     grid_gallery = gr.Gallery(
                         label="Grid",
                         columns=8,
@@ -311,7 +329,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         mix_cols = gr.Textbox("10-13", label="Column seeds (give the chosen layers)")
                     with gr.Row():
                         mix_layers = gr.Radio(list(LAYER_PRESETS), value="coarse", label="Layers from the column seeds")
-                        last_w = max(spec0.num_ws - 1, 0)
+                        last_w = max(spec0.num_ws - 1, 1)  # a model without ws still needs a valid slider
                         mix_start = gr.Slider(0, last_w, value=0, step=1, label="Custom first layer")
                         mix_stop = gr.Slider(0, last_w, value=min(3, last_w), step=1, label="Custom last layer")
                     mix_btn = gr.Button("Mix styles", variant="primary", elem_id="mix-generate")
@@ -332,7 +350,14 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         ip_from = gr.Number(0, precision=0, label="From seed")
                         ip_to = gr.Number(1, precision=0, label="To seed")
                         ip_steps = gr.Slider(2, 32, value=8, step=1, label="Frames")
-                        ip_space = gr.Radio([("W (lerp)", "w"), ("Z (slerp)", "z")], value="w", label="Space")
+                        ip_space = gr.Radio(_space_choices(spec0), value=_space_value(spec0), label="Space")
+                        ip_to_class = gr.Dropdown(
+                            [("same class", -1), *_class_choices(spec0)],
+                            value=-1,
+                            label="To class",
+                            visible=spec0.class_interpolation,
+                            elem_id="interp-to-class",
+                        )
                     ip_btn = gr.Button("Interpolate", variant="primary", elem_id="interp-generate")
                     ip_gallery = gr.Gallery(
                         label="Frames", columns=8, format="png", height="auto", elem_classes="gs-pixelated"
@@ -368,7 +393,10 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             api_visibility="undocumented",
         )
         grid_btn.click(
-            grid, [model, grid_seeds, *common], [grid_gallery, grid_params, params_box, status], api_name="grid"
+            grid,
+            [model, grid_seeds, *common, grid_classes],
+            [grid_gallery, grid_params, params_box, status],
+            api_name="grid",
         )
         mix_btn.click(
             style_mix,
@@ -378,7 +406,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         )
         ip_btn.click(
             interpolate,
-            [model, ip_from, ip_to, ip_steps, ip_space, *common],
+            [model, ip_from, ip_to, ip_steps, ip_space, *common, ip_to_class],
             [ip_gallery, ip_gif, ip_file, ip_strip, ip_params, params_box, status],
             api_name="interpolate",
         )
@@ -399,6 +427,9 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             interp_tab,
             mix_start,
             mix_stop,
+            grid_classes,
+            ip_to_class,
+            ip_space,
         ]
 
         @_readable
@@ -498,8 +529,18 @@ def _model_text(info: ModelInfo | None) -> str:
     return ", ".join(bits)
 
 
+def _space_choices(spec: ControlSpec) -> list[tuple[str, str]]:
+    labels = {"w": "W (lerp)", "z": "Z (slerp)"} if "w" in spec.interpolate_spaces else {"z": "Z (lerp)"}
+    return [(labels.get(s, s.upper()), s) for s in spec.interpolate_spaces]
+
+
+def _space_value(spec: ControlSpec) -> str:
+    return "w" if "w" in spec.interpolate_spaces else spec.interpolate_spaces[0]
+
+
 def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any) -> list[Any]:
-    """Updates for [model_md, psi, cutoff, noise, cls, vq_group, temp, region, mix_tab, interp_tab, start, stop]."""
+    """Updates for [model_md, psi, cutoff, noise, cls, vq_group, temp, region, mix_tab, interp_tab, start, stop,
+    grid_classes, ip_to_class, ip_space]."""
     spec = ControlSpec.from_info(info)
     top = max(spec.num_ws, 1)
     cutoff = top if cutoff_value is None or not 0 <= int(cutoff_value) <= top else int(cutoff_value)
@@ -517,8 +558,11 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any) -> list[A
         gr.update(visible=spec.region_resampling),
         gr.update(visible=spec.has("style_mix")),
         gr.update(visible=spec.has("interpolate")),
-        gr.update(maximum=top - 1),
-        gr.update(maximum=top - 1),
+        gr.update(maximum=max(top - 1, 1)),
+        gr.update(maximum=max(top - 1, 1)),
+        gr.update(choices=_class_choices(spec), value=[], visible=spec.class_grid),
+        gr.update(choices=[("same class", -1), *_class_choices(spec)], value=-1, visible=spec.class_interpolation),
+        gr.update(choices=_space_choices(spec), value=_space_value(spec)),
     ]
 
 

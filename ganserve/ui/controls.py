@@ -31,6 +31,7 @@ class ControlSpec:
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
     num_ws: int = 0
+    interpolate: dict[str, Any] = field(default_factory=dict)  # the interpolate object's properties
 
     @classmethod
     def from_info(cls, info: ModelInfo) -> ControlSpec:
@@ -43,7 +44,8 @@ class ControlSpec:
             enum = _enum(prop)
             if enum:
                 choices[name] = enum
-        return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws)
+        sub = _object_properties(info.schema, props.get("interpolate", {}))
+        return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub)
 
     def has(self, name: str) -> bool:
         return name in self.fields
@@ -51,6 +53,20 @@ class ControlSpec:
     @property
     def class_picker(self) -> bool:
         return self.has("class") and bool(self.classes)
+
+    @property
+    def class_grid(self) -> bool:
+        """A list of classes: one row of the grid per class (class-by-seed)."""
+        return self.has("classes") and bool(self.classes)
+
+    @property
+    def class_interpolation(self) -> bool:
+        return "to_class" in self.interpolate and bool(self.classes)
+
+    @property
+    def interpolate_spaces(self) -> tuple[str, ...]:
+        """The latent spaces interpolation offers (StyleGAN: w, z; BigGAN, SAGAN: z)."""
+        return _enum(self.interpolate.get("space", {})) or ("w", "z")
 
     @property
     def vq_sampling(self) -> bool:
@@ -77,7 +93,20 @@ def _enum(prop: dict[str, Any]) -> tuple[str, ...]:
     for m in _members(prop):
         if m.get("type") == "string" and m.get("enum"):
             return tuple(m["enum"])
+        if m.get("type") == "string" and "const" in m:
+            return (m["const"],)
     return ()
+
+
+def _object_properties(schema: dict[str, Any], prop: dict[str, Any]) -> dict[str, Any]:
+    """The properties of an object-valued field, following its $ref into the schema's $defs."""
+    for m in _members(prop):
+        ref = m.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return schema.get("$defs", {}).get(ref.rsplit("/", 1)[1], {}).get("properties", {})
+        if m.get("properties"):
+            return m["properties"]
+    return {}
 
 
 @dataclass
