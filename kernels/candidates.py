@@ -206,7 +206,7 @@ def modconv_candidates(c: ModConvCall, include_triton: bool | None = None) -> di
 
             n, c_in, h, w = c.x.shape
             c_out = c.weight.shape[0]
-            for cfg in modconv_triton.configs_for(n * h * w * c.up * c.up, c_out, c_in):
+            for cfg in modconv_triton.configs_for(n * h * w * c.up * c.up, c_out, c_in, c.x.element_size()):
                 out[f"triton/{cfg.name}"] = lambda name=cfg.name: triton_modconv(c, name)
     return out
 

@@ -52,6 +52,7 @@ _tables: dict[str, TuningTable] = {}
 _tune: bool | None = None  # None: follow $GANSERVE_KERNELS_TUNE
 _timer: Timer | None = None
 stats = {"hits": 0, "defaults": 0, "tuned": 0}  # counters for tests and the bench
+last_entry: dict | None = None  # the latest measurement (benchmarks read the candidates' times here)
 
 
 def batch_bucket(n: int) -> int:
@@ -250,8 +251,11 @@ def tune(
     device: torch.device | str,
     check: Check | None = None,
     timer: Timer | None = None,
+    store: bool = True,
 ) -> str:
-    """Run, check and time every candidate; store and return the fastest that agrees with the reference."""
+    """Run, check and time every candidate; store (unless ``store=False``: benchmarks) and return the fastest that
+    agrees with the reference. The entry is in ``last_entry`` afterwards."""
+    global last_entry
     timer = timer or _timer or cuda_event_timer
     ms: dict[str, float] = {}
     rejected: dict[str, str] = {}
@@ -277,26 +281,29 @@ def tune(
     if not ms:
         warnings.warn(f"kernel tuning of {key}: every candidate failed ({rejected}); using {default}", RuntimeWarning,
                       stacklevel=2)  # fmt: skip
-    table(device).put(key, entry)
+    if store:
+        table(device).put(key, entry)
+    last_entry = entry
     stats["tuned"] += 1
     return choice
 
 
 def cuda_event_timer(name: str, fn: Callable[[], object], calls: int = 5, repeats: int = 7) -> float:
     """Median seconds per call over CUDA events: ``repeats`` windows of ``calls`` back-to-back calls (queued like a
-    served request's layers), after two warm-up calls (compilation, caches). On CPU, wall clock."""
-    for _ in range(2):
-        fn()
+    served request's layers), after two warm-up calls (compilation, caches). Without CUDA: wall clock, 3 single calls
+    after one warm-up (only the CPU smoke tests time there)."""
     if not torch.cuda.is_available():
         import time
 
+        fn()
         times = []
-        for _ in range(repeats):
+        for _ in range(3):
             t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times.append((time.perf_counter() - t0) / calls)
+            fn()
+            times.append(time.perf_counter() - t0)
         return statistics.median(times)
+    for _ in range(2):
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):

@@ -67,13 +67,12 @@ class Config(NamedTuple):
 # tensor cores fed; 64-row tiles for the mid-size maps; narrow N tiles for toRGB (3 output channels).
 CONFIGS = [
     Config(128, 128, 64, 8, 3),
-    Config(128, 128, 32, 8, 4),
     Config(128, 64, 64, 4, 4),
     Config(64, 128, 64, 4, 4),
     Config(64, 64, 64, 4, 4),
-    Config(64, 256, 64, 8, 3),
+    Config(128, 256, 64, 8, 3),
     Config(128, 16, 64, 4, 4),  # toRGB
-    Config(64, 16, 128, 4, 3),  # toRGB, wide channels
+    Config(64, 16, 128, 4, 3),  # toRGB, wide input channels
 ]
 INTERPRETER_CONFIG = Config(32, 16, 16, 1, 1)
 
@@ -83,12 +82,20 @@ def run(kernel: triton.JITFunction, grid: tuple, args: tuple, meta: dict) -> Non
     kernel[grid](*args, **meta)
 
 
-def configs_for(m: int, c_out: int, c_in: int) -> list[Config]:
+def configs_for(m: int, c_out: int, c_in: int, elem_size: int = 2) -> list[Config]:
     """The configurations worth timing for a GEMM of m rows and c_out columns: tiles much larger than the problem
-    only waste tuning time (a toRGB's 3 channels want N = 16)."""
+    only waste tuning time (a toRGB's 3 channels want N = 16), and pipelines that overflow Hopper's 227 KB of shared
+    memory per block (fp32 operands are twice as wide) would not compile."""
     max_n = max(16, triton.next_power_of_2(c_out))
     max_m = max(64, triton.next_power_of_2(m))
-    kept = [c for c in CONFIGS if c.block_n <= max_n and c.block_m <= max_m and c.block_k <= max(16, 2 * c_in)]
+    kept = [
+        c
+        for c in CONFIGS
+        if c.block_n <= max_n
+        and c.block_m <= max_m
+        and c.block_k <= max(16, 2 * c_in)
+        and c.stages * (c.block_m + c.block_n) * c.block_k * elem_size <= 200 * 1024
+    ]
     if c_out <= 16:
         kept = [c for c in kept if c.block_n == 16] or kept
     return kept or [CONFIGS[-1]]
@@ -347,7 +354,8 @@ def modulated_conv2d(
     x = x.contiguous(memory_format=torch.channels_last)
     styles = styles.to(dtype).contiguous()
     precision = switch.dot_precision("conv") if dtype == torch.float32 else "ieee"
-    config = config or (INTERPRETER_CONFIG if INTERPRETED else configs_for(n * oh * ow, c_out, x.shape[1])[0])
+    if config is None:
+        config = INTERPRETER_CONFIG if INTERPRETED else configs_for(n * oh * ow, c_out, x.shape[1], x.element_size())[0]
     return launch(
         x, packed, styles, dcoefs, noise, bias, out, c_out=c_out, kernel=(kh, kw), padding=pad, up=up,
         activation=activation, gain=gain, clamp=clamp, config=config, precision=precision,

@@ -221,3 +221,36 @@ def test_bench_kernels_needs_cuda(capsys):
         pytest.skip("this checks the message on machines without CUDA")
     assert bench.run(args) != 0
     assert "CUDA" in capsys.readouterr().err
+
+
+def test_bench_kernels_code_paths_on_cpu(tmp_path, monkeypatch):
+    """The GPU benchmark's code, run once on tiny CPU shapes (hidden --device cpu) so the one GPU run does not find
+    its bugs: every row is measured (no error column), every candidate agrees with the reference (none rejected),
+    and --tune writes the dispatch table."""
+    import json
+
+    from ganserve.benchmarks import kernels as bench
+    from ganserve.kernels import dispatch
+
+    monkeypatch.setenv(dispatch.CACHE_ENV, str(tmp_path / "table"))
+    dispatch.forget()
+    parser = argparse.ArgumentParser()
+    bench.add_parser(parser.add_subparsers(dest="bench"))
+    common = ["--device", "cpu", "--resolution", "8", "--channel-base", "32", "--channel-max", "8", "--batch-sizes",
+              "2", "--vq-codes", "40", "--precisions", "fp32,bf16", "--tune"]  # fmt: skip
+    try:
+        for only, dtypes in (("modconv", "float32,bfloat16"), ("vq", "float32"), ("generator", "float32")):
+            args = parser.parse_args(["kernels", *common, "--only", only, "--dtypes", dtypes, "--out", str(tmp_path)])
+            assert bench.run(args) == 0
+            tables = json.loads((tmp_path / "results.json").read_text())["tables"]
+            rows = [r for t in tables.values() for r in t]
+            assert rows and all("error" not in r for r in rows), rows
+            assert all(not r.get("rejected") for r in rows), rows
+        layers_seen = {r["layer"] for r in json.loads((tmp_path / "results.json").read_text()).get("tables", {}).get(
+            "modulated conv", [])}  # fmt: skip
+        assert not layers_seen or {"conv0 up 8px", "conv1 8px", "toRGB 8px"} <= layers_seen
+        assert {r["path"] for r in rows} == {"kernels off", "kernels on", "kernels on + up"}
+        assert list(tmp_path.joinpath("table").glob("*.json"))  # --tune stored the choices
+    finally:
+        dispatch.forget()
+        K.set_precision(None)
