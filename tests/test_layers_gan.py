@@ -123,3 +123,16 @@ def test_collected_statistics_are_batch_averages():
     assert torch.allclose(bn.running_means[1], means, atol=1e-5) and torch.allclose(bn.running_vars[1], vars_)
     assert torch.equal(bn.running_means[0], torch.zeros(2)) and torch.equal(bn.running_vars[2], torch.ones(2))
     assert bn._collect is None
+
+
+def test_inference_reuses_the_normalised_weight_until_it_changes():
+    layer = SNLinear(6, 4).eval()
+    with torch.no_grad():
+        a = layer.sn_weight()
+        assert layer.sn_weight() is a  # cached
+        layer.weight_orig.mul_(2.0)  # an in-place update (EMA, load_state_dict) invalidates it
+        b = layer.sn_weight()
+        assert b is not a and torch.allclose(b, a)  # spectral norm is scale-invariant
+        layer.weight_u.copy_(torch.nn.functional.normalize(torch.randn(4), dim=0))
+        assert layer.sn_weight() is not b
+    assert layer.sn_weight().requires_grad  # with gradients: computed, never cached

@@ -573,6 +573,10 @@ def spectral_normalize(
     return weight / sigma
 
 
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
 def _orthogonal_init(w: torch.Tensor) -> None:
     """BigGAN's default initialisation (skipped on the meta device, where loading builds a skeleton first)."""
     if w.device.type != "meta":
@@ -599,8 +603,18 @@ class _SpectralNormed(nn.Module):
                                eps=eps)  # fmt: skip
 
     def sn_weight(self) -> torch.Tensor:
-        iters = self.power_iterations if self.training else 0
-        return spectral_normalize(self.weight_orig, self.weight_u, self.weight_v, power_iterations=iters, eps=self.eps)
+        if self.training:
+            return spectral_normalize(self.weight_orig, self.weight_u, self.weight_v,
+                                      power_iterations=self.power_iterations, eps=self.eps)  # fmt: skip
+        if torch.is_grad_enabled() or _tracing():
+            return spectral_normalize(self.weight_orig, self.weight_u, self.weight_v, power_iterations=0, eps=self.eps)
+        # Inference: the normalised weight only changes when the weight or u, v do; reuse it until then.
+        key = tuple((t.data_ptr(), t._version) for t in (self.weight_orig, self.weight_u, self.weight_v))
+        cache = self.__dict__.get("_sn_cache")
+        if cache is None or cache[0] != key:
+            w = spectral_normalize(self.weight_orig, self.weight_u, self.weight_v, power_iterations=0, eps=self.eps)
+            cache = self.__dict__["_sn_cache"] = (key, w)
+        return cache[1]
 
 
 class SNLinear(_SpectralNormed):
