@@ -32,6 +32,7 @@ from ganserve.ui.backend import Backend, BackendError, ModelInfo, Picture
 from ganserve.ui.controls import LAYER_PRESETS, ControlSpec, Settings, common_fields, layers_value, region_fields
 from ganserve.ui.figures import style_mix_figure
 from ganserve.ui.restore import restore_from_png
+from ganserve.ui.vq import vq_tab
 
 log = logging.getLogger("ganserve.ui")
 
@@ -345,6 +346,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     mix_gallery = gr.Gallery(
                         label="Mixed images", columns=8, format="png", height="auto", elem_classes="gs-pixelated"
                     )
+                vq = vq_tab(spec0.region_resampling)  # VQ families: reconstruction and region re-sampling
                 with gr.Tab("Interpolation", id="interp", visible=spec0.has("interpolate")) as interp_tab:
                     with gr.Row():
                         ip_from = gr.Number(0, precision=0, label="From seed")
@@ -410,6 +412,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             [ip_gallery, ip_gif, ip_file, ip_strip, ip_params, params_box, status],
             api_name="interpolate",
         )
+        vq.wire(backend, model, common, request, save, save_array, _seeds_text, _readable, params_box, status)
         for gallery, state in ((grid_gallery, grid_params), (mix_gallery, mix_params), (ip_gallery, ip_params)):
             gallery.select(_selected_params, state, params_box, api_visibility="undocumented")
 

@@ -1,0 +1,241 @@
+"""Measurements of the VQ families (the numbers in checkpoints/README.md), each a subcommand:
+
+    python -m ganserve.benchmarks.vq quality   --model vqgan-fashion-32      # PSNR, codebook usage, prior NLL
+    python -m ganserve.benchmarks.vq prior     --model vqgan-fashion-32      # tokens/s with and without the KV cache
+    python -m ganserve.benchmarks.vq reference --model vqgan-fashion-32 --reference /path/to/taming-transformers
+
+``quality``: reconstruction PSNR on Fashion-MNIST's 10,000 *test* images (through the sampling core's uint8 rounding,
+padded to 32 px as in training), codebook usage over those images' codes (perplexity = exp(entropy) of the code
+histogram, and the share of codes used at least once), and the prior's negative log-likelihood of the test images'
+codes given their labels (nats per code, and bits per code).
+
+``reference``: CompVis/taming-transformers' VQModel built at the same config from a checkout of it (never vendored),
+our first stage's weights loaded into it unchanged (the names match 1:1), outputs compared, then encode (image ->
+codes) and decode (codes -> image) images/s side by side in one process: ganserve eager, ganserve ONNX (onnxruntime)
+and the official eager, at batch 1, 8 and 32. The checkout's imports of pytorch_lightning, einops and its ``main``
+module are met by a minimal shim written to a temporary folder at run time (nothing of it is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import tempfile
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganserve.benchmarks.timing import median_seconds
+
+
+def _test_set(resolution: int):
+    from ganserve.train.data import load_fashion_mnist
+
+    return load_fashion_mnist(resolution, split="test")
+
+
+@torch.no_grad()
+def quality(model, batch_size: int = 250, limit: int | None = None) -> dict:
+    from ganserve.images import to_uint8
+    from ganserve.models.layers import batch_invariant, codebook_usage
+
+    data = _test_set(int(model.config.resolution))
+    n = len(data) if limit is None else min(limit, len(data))
+    mse_sum, codes_all = 0.0, []
+    nll_sum, tokens = 0.0, 0
+    prior = model.prior
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n))
+        x = data.batch(idx)
+        with batch_invariant():
+            codes = model.encode_codes(x)
+            rec = to_uint8(model.decode_codes(codes).clamp(-1, 1)).astype(np.float64)
+        real = data.images[idx].permute(0, 2, 3, 1).numpy().astype(np.float64)
+        mse_sum += ((rec - real) ** 2).mean(axis=(1, 2, 3)).sum()
+        codes_all.append(codes.reshape(len(idx), -1))
+        flat = codes.reshape(len(idx), -1)
+        labels = data.labels[idx] if prior.config.c_dim else None
+        nll_sum += float(prior.loss(flat, labels)) * flat.numel()
+        tokens += flat.numel()
+    codes = torch.cat(codes_all)
+    perplexity, used = codebook_usage(codes, int(model.num_codes))
+    mse = mse_sum / n
+    return {
+        "images": n,
+        "psnr_db": round(10 * math.log10(255.0**2 / mse), 2),
+        "mean_psnr_db_note": "PSNR of the mean squared error over all test images (uint8 pixels)",
+        "codebook_size": int(model.num_codes),
+        "codes_used_pct": round(100 * used, 1),
+        "perplexity": round(perplexity, 1),
+        "prior_nll_nats_per_code": round(nll_sum / tokens, 4),
+        "prior_nll_bits_per_code": round(nll_sum / tokens / math.log(2), 4),
+    }
+
+
+@torch.no_grad()
+def prior_speed(model, batch_sizes=(1, 8, 32), repeats: int = 3) -> list[dict]:
+    from ganserve.models.layers import batch_invariant
+    from ganserve.models.transformer import sample_codes, sample_codes_uncached, uniforms_for_seed
+
+    prior = model.prior
+    h, w = model.code_shape
+    length = h * w
+    rows = []
+    for n in batch_sizes:
+        classes = torch.arange(n) % max(prior.config.c_dim, 1) if prior.config.c_dim else None
+        start = model.start_tokens(classes, n)
+        u = torch.stack([uniforms_for_seed(s, length) for s in range(n)])
+        t, k, p = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
+        def cached_run(n=n, start=start, u=u, t=t, k=k, p=p):
+            return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, int(model.num_codes))
+
+        def uncached_run(start=start, u=u, t=t, k=k, p=p):
+            return sample_codes_uncached(prior, start, u, t, k, p)
+
+        with batch_invariant():
+            cached = median_seconds(cached_run, repeats)
+            uncached = median_seconds(uncached_run, repeats)
+            same = torch.equal(cached_run(), uncached_run())
+        rows.append({"batch": n, "cached_tokens_s": round(n * length / cached, 1),
+                     "uncached_tokens_s": round(n * length / uncached, 1), "speedup": round(uncached / cached, 2),
+                     "same_codes": same})  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# taming-transformers' VQModel, side by side
+
+
+SHIM = {
+    "pytorch_lightning/__init__.py": "import torch\nLightningModule = torch.nn.Module\n",
+    "einops/__init__.py": textwrap.dedent('''
+        def rearrange(x, pattern):
+            """The three patterns taming's VectorQuantizer2 uses."""
+            p = pattern.replace(" ", "")
+            if p == "bchw->bhwc":
+                return x.permute(0, 2, 3, 1)
+            if p == "bhwc->bchw":
+                return x.permute(0, 3, 1, 2)
+            if p == "nd->dn":
+                return x.t()
+            raise NotImplementedError(pattern)
+    '''),
+    "main.py": textwrap.dedent('''
+        import importlib
+
+        def instantiate_from_config(config):
+            module, cls = config["target"].rsplit(".", 1)
+            return getattr(importlib.import_module(module), cls)(**config.get("params", dict()))
+    '''),
+}
+
+
+def official_vqmodel(reference: str, first_stage):
+    """taming's VQModel at our first stage's config, our weights loaded by name: every tensor of theirs but the loss
+    module's must come from ours."""
+    cfg = first_stage.config
+    if cfg.norm_groups != 32:
+        raise SystemExit(f"taming's GroupNorm always has 32 groups; this model has {cfg.norm_groups}")
+    shim = Path(tempfile.mkdtemp(prefix="taming-shim-"))
+    for name, text in SHIM.items():
+        (shim / name).parent.mkdir(parents=True, exist_ok=True)
+        (shim / name).write_text(text)
+    sys.path[:0] = [str(shim), str(Path(reference).resolve())]
+    from taming.models.vqgan import VQModel
+
+    ddconfig = dict(double_z=False, z_channels=cfg.z_channels, resolution=cfg.resolution, in_channels=cfg.img_channels,
+                    out_ch=cfg.img_channels, ch=cfg.ch, ch_mult=list(cfg.ch_mult), num_res_blocks=cfg.num_res_blocks,
+                    attn_resolutions=list(cfg.attn_resolutions), dropout=0.0)  # fmt: skip
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the z shape
+        ref = VQModel(ddconfig, {"target": "torch.nn.Identity"}, n_embed=cfg.n_embed, embed_dim=cfg.embed_dim,
+                      sane_index_shape=True)  # fmt: skip
+    # An EMA codebook's running statistics (training state) have no place in VectorQuantizer2; its codes do.
+    ema_state = ("quantize.embedding.cluster_size", "quantize.embedding.embed_avg")
+    state = {k: v for k, v in first_stage.state_dict().items() if k not in ema_state}
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("loss.")]:
+        raise SystemExit(f"names differ: missing {missing}, unexpected {unexpected}")
+    return ref.eval()
+
+
+@torch.no_grad()
+def reference_bench(model, reference: str, batch_sizes=(1, 8, 32), repeats: int = 10) -> dict:
+    from ganserve.export.cache import load_or_export
+
+    fs = model.first_stage
+    ref = official_vqmodel(reference, fs)
+    onnx = load_or_export("onnx", model.checkpoint_path)
+    data = _test_set(int(model.config.resolution))
+    x = data.batch(torch.arange(64))
+    codes = fs.encode_codes(x)
+    _, _, (_, _, ref_codes) = ref.encode(x)
+    dec, ref_dec = fs.decode_codes(codes), _official_decode(ref, codes, cfg_dim(fs))
+    out = {"codes_equal": bool(torch.equal(codes, ref_codes.reshape(codes.shape))),
+           "decode_max_abs_diff": float((dec - ref_dec).abs().max()), "threads": torch.get_num_threads(),
+           "rows": []}  # fmt: skip
+    for n in batch_sizes:
+        xb, cb = x[:n].contiguous(), codes[:n].contiguous()
+        calls = {
+            "encode_eager": functools.partial(fs.encode_codes, xb),
+            "encode_onnx": functools.partial(onnx.encode_codes, xb),
+            "encode_official": functools.partial(ref.encode, xb),
+            "decode_eager": functools.partial(fs.decode_codes, cb),
+            "decode_onnx": functools.partial(onnx.decode_codes, cb),
+            "decode_official": functools.partial(_official_decode, ref, cb, cfg_dim(fs)),
+        }
+        t = {k: median_seconds(fn, repeats) for k, fn in calls.items()}
+        row = {"batch": n, **{k: round(n / v, 1) for k, v in t.items()}}
+        for what in ("encode", "decode"):
+            row[f"{what}_eager_vs_official"] = round(t[f"{what}_official"] / t[f"{what}_eager"], 2)
+            row[f"{what}_onnx_vs_official"] = round(t[f"{what}_official"] / t[f"{what}_onnx"], 2)
+        out["rows"].append(row)
+    return out
+
+
+def _official_decode(ref, codes: torch.Tensor, dim: int) -> torch.Tensor:
+    """taming's codes -> image path: get_codebook_entry (b, h, w, c) then decode."""
+    return ref.decode(ref.quantize.get_codebook_entry(codes.reshape(-1), [codes.shape[0], *codes.shape[1:], dim]))
+
+
+def cfg_dim(first_stage) -> int:
+    return int(first_stage.config.embed_dim)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["quality", "prior", "reference"])
+    p.add_argument("--model", default="vqgan-fashion-32")
+    p.add_argument("--reference", default=None, help="reference: a taming-transformers checkout")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--limit", type=int, default=None, help="quality: only the first N test images")
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import json
+
+    import ganserve
+
+    model = ganserve.load(args.model)
+    if args.what == "quality":
+        result = quality(model, limit=args.limit)
+    elif args.what == "prior":
+        result = prior_speed(model, repeats=max(1, args.repeats // 3))
+    else:
+        if not args.reference:
+            raise SystemExit("reference needs --reference PATH (a taming-transformers checkout)")
+        result = reference_bench(model, args.reference, repeats=args.repeats)
+    print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), args.what: result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
