@@ -138,3 +138,12 @@ def test_metrics_refuse_too_few_samples():
         metrics.prdc(np.zeros((5, 2)), np.zeros((10, 2)), k=5)
     with pytest.raises(ValueError, match="at least 2"):
         metrics.fid(np.zeros((1, 2)), np.zeros((10, 2)))
+
+
+def test_kid_from_precomputed_kernels_equals_kid_from_each_subset(monkeypatch):
+    rng = np.random.default_rng(9)
+    real, fake = rng.normal(size=(60, 16)), rng.normal(size=(50, 16)) + 0.3
+    fast = metrics.kid(real, fake, subsets=10, subset_size=30, seed=3)
+    monkeypatch.setattr(metrics, "PRECOMPUTE_KERNELS_UP_TO", 0)
+    slow = metrics.kid(real, fake, subsets=10, subset_size=30, seed=3)
+    assert fast.mean == pytest.approx(slow.mean, rel=1e-9) and fast.std == pytest.approx(slow.std, rel=1e-6)

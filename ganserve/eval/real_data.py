@@ -7,6 +7,7 @@ the generator's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,14 @@ def dataset_name(meta_dataset: Any) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4)
+def _fashion_mnist(resolution: int, split: str) -> ImageDataset:
+    return load_fashion_mnist(resolution, split=split)  # fixed files: decode once per process (read-only use)
+
+
 def _load(dataset: str, split: str, resolution: int, channels: int) -> tuple[ImageDataset, str]:
     if dataset == "fashion-mnist":
-        return load_fashion_mnist(resolution, split=split), split
+        return _fashion_mnist(resolution, split), split
     if not Path(dataset).is_dir():
         raise ValueError(f"reference data '{dataset}': not 'fashion-mnist' nor a folder of images")
     # A folder has no held-out split: the model is measured against the images it was trained on.
