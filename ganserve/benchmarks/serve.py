@@ -1,17 +1,27 @@
 """ganserve bench serve: a bounded load generator on loopback against a real TorchServe.
 
-For batching off (batchSize 1) and on (batchSize B, maxBatchDelay D), it starts a server, sends a fixed number of
-one-image requests at each concurrency level from a thread pool, and reports p50 / p99 latency and images/s; beside
-it, the in-process time of the same requests through SampleService (the server's overhead is the difference).
+``--scenario latency`` (default): for batching off (batchSize 1) and on (batchSize B, maxBatchDelay D), it starts a
+server with ``ganserve serve``'s defaults (workers per model), sends a fixed number of one-image requests at
+each concurrency level from a thread pool, and reports p50 / p99 latency and images/s; beside it, the in-process time
+of the same request through SampleService with the worker's thread count (the server's overhead is the difference),
+and p50 of latency minus the worker's own time (``X-Ganserve-Handler-Ms``): frontend, IPC and HTTP alone.
+
+``--scenario worker-kill``: ``--clients`` threads send ``--requests`` one-image requests while one worker is
+SIGKILLed a third of the way through, for each workers x client-retries setting; it counts the answers that were not
+200 and times the worker's restart.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import tempfile
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,13 +29,20 @@ from ganserve.loading import resolve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("serve", help="latency and throughput of a real TorchServe on loopback, batching on and off")
+    p = sub.add_parser("serve", help="latency and throughput of a real TorchServe on loopback, batching on and off",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("--model", default="stylegan2-fashion-32")
+    p.add_argument("--scenario", choices=["latency", "worker-kill"], default="latency")
     p.add_argument("--concurrency", default="1,8,16,32")
-    p.add_argument("--requests", type=int, default=64, help="requests per concurrency level (bounded)")
+    p.add_argument("--requests", type=int, default=64, help="requests per concurrency level / per setting (bounded)")
     p.add_argument("--batch-size", type=int, default=8, help="TorchServe batchSize when batching is on")
-    p.add_argument("--max-batch-delay", type=int, default=20, help="ms")
+    p.add_argument("--max-batch-delay", type=int, default=5, help="ms (ganserve serve's default)")
     p.add_argument("--modes", default="off,on", help="batching modes to run")
+    p.add_argument("--workers", default=None, help="workers per model (default: ganserve serve's); worker-kill: a "
+                   "comma-separated list")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker and in process (torch's)")
+    p.add_argument("--clients", type=int, default=8, help="worker-kill: concurrent clients")
+    p.add_argument("--retries", default="0,1", help="worker-kill: client retries to compare")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -36,42 +53,54 @@ def _percentile(values: list[float], q: float) -> float:
     return values[k]
 
 
-def _in_process(checkpoint: Path, n: int) -> float:
-    """Median ms for one one-image request through the serving core, no HTTP."""
+def _in_process(checkpoint: Path, n: int, threads: int | None) -> float:
+    """Median ms for one one-image request through the serving core, no HTTP, with the worker's thread count."""
+    import torch
+
     from ganserve.serving.service import SampleService
 
-    service = SampleService.from_checkpoint(str(checkpoint))
-    service.handle_batch([{"seeds": [0]}])  # warm-up
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        (r,) = service.handle_batch([{"seeds": [i]}])
-        times.append((time.perf_counter() - t0) * 1000)
-        assert r.status == 200
-    return statistics.median(times)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        service = SampleService.from_checkpoint(str(checkpoint))
+        for i in range(4):
+            service.handle_batch([{"seeds": [i]}])  # warm-up
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            (r,) = service.handle_batch([{"seeds": [i]}])
+            times.append((time.perf_counter() - t0) * 1000)
+            assert r.status == 200
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _load(client, model: str, concurrency: int, n: int) -> dict:
-    def one(i: int) -> tuple[float, float]:
+    def one(i: int) -> tuple[float, float, float]:
         t0 = time.perf_counter()
         r = client.predict_raw(model, {"seeds": [i]})
         if r.status_code != 200:
             raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-        return (time.perf_counter() - t0) * 1000, float(r.headers.get("X-Ganserve-Generator-Ms", "nan"))
+        h = r.headers
+        return ((time.perf_counter() - t0) * 1000, float(h.get("X-Ganserve-Generator-Ms", "nan")),
+                float(h.get("X-Ganserve-Handler-Ms", "nan")))  # fmt: skip
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(concurrency)))  # warm-up: connections and workers
         t0 = time.perf_counter()
         timed = list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
-    lat = [t for t, _ in timed]
+    lat = [t for t, _, _ in timed]
     return {
         "concurrency": concurrency,
         "p50_ms": round(_percentile(lat, 50), 1),
         "p99_ms": round(_percentile(lat, 99), 1),
         "images_per_s": round(n / wall, 2),
         # per request: latency minus the generator time of its batch (queueing, HTTP, frontend, IPC, encoding)
-        "non_generator_p50_ms": round(_percentile([t - g for t, g in timed], 50), 1),
+        "non_generator_p50_ms": round(_percentile([t - g for t, g, _ in timed], 50), 1),
+        # latency minus the worker's time for its batch: queueing, frontend, IPC, HTTP (the worker runs nothing)
+        "outside_worker_p50_ms": round(_percentile([t - w for t, _, w in timed], 50), 1),
     }
 
 
@@ -86,30 +115,41 @@ def _probe(client, model: str, n: int = 32) -> dict:
             times.append((time.perf_counter() - t0) * 1000)
         return round(statistics.median(times), 1)
 
-    auth = client._auth(client.inference_key)
-    ping = p50(lambda: client.session.get(f"{client.inference_url}/ping", headers=auth, timeout=30))
+    ping = p50(client.ping)
     invalid = p50(lambda: client.predict_raw(model, {"seeds": [1], "truncation_psi": 99}))
     return {"ping_p50_ms": ping, "invalid_request_p50_ms": invalid}
 
 
+def _defaults(args: argparse.Namespace, checkpoint: Path) -> tuple[int, int | None]:
+    from ganserve.commands.serve import default_workers
+
+    workers = int(args.workers) if args.workers else default_workers({"m": checkpoint})
+    return workers, args.threads
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == "worker-kill":
+        return run_worker_kill(args)
     from ganserve.serving.launcher import Server
     from ganserve.serving.store import ArchiveOptions
 
     checkpoint = resolve(args.model)
     name = checkpoint.stem
     levels = [int(c) for c in args.concurrency.split(",")]
-    report: dict = {"model": name, "requests_per_level": args.requests}
-    report["in_process_p50_ms"] = round(_in_process(checkpoint, 16), 1)
+    workers, threads = _defaults(args, checkpoint)
+    report: dict = {"model": name, "requests_per_level": args.requests, "workers": workers, "threads": threads,
+                    "cpus": os.cpu_count()}  # fmt: skip
+    report["in_process_p50_ms"] = round(_in_process(checkpoint, 32, threads), 1)
     for mode in args.modes.split(","):
         bs = args.batch_size if mode == "on" else 1
         options = ArchiveOptions(batch_size=bs, max_batch_delay_ms=args.max_batch_delay if bs > 1 else 1,
-                                 generator_batch_size=max(bs, 1))  # fmt: skip
+                                 generator_batch_size=max(bs, 1), min_workers=workers, max_workers=workers,
+                                 threads=threads)  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp, Server({name: checkpoint}, Path(tmp), archive=options) as server:
-            client = server.client()
+            client = server.client(retries=0)  # a retry would hide what is measured
             rows = [_load(client, name, c, args.requests) for c in levels]
             probe = _probe(client, name) if mode == "off" else None
-        report[f"batching_{mode}"] = {"batch_size": bs, "rows": rows}
+        report[f"batching_{mode}"] = {"batch_size": bs, "max_batch_delay_ms": args.max_batch_delay, "rows": rows}
         if probe:
             report["overhead_probe_batching_off"] = probe
     if "batching_off" in report:
@@ -123,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"model {name}: in-process p50 {report['in_process_p50_ms']} ms per one-image request")
+    print(f"model {name}: in-process p50 {report['in_process_p50_ms']} ms per one-image request "
+          f"({threads or 'default'} torch thread(s), as each of the {workers} worker(s))")  # fmt: skip
     for mode in ("off", "on"):
         block = report.get(f"batching_{mode}")
         if not block:
@@ -131,8 +172,94 @@ def run(args: argparse.Namespace) -> int:
         print(f"batching {mode} (batchSize {block['batch_size']}):")
         for r in block["rows"]:
             print(f"  concurrency {r['concurrency']:>3}: p50 {r['p50_ms']:>8} ms  p99 {r['p99_ms']:>8} ms  "
-                  f"{r['images_per_s']:>8} images/s  non-generator p50 {r['non_generator_p50_ms']} ms")  # fmt: skip
+                  f"{r['images_per_s']:>8} images/s  non-generator p50 {r['non_generator_p50_ms']} ms  "
+                  f"outside-worker p50 {r['outside_worker_p50_ms']} ms")  # fmt: skip
     for key in ("server_overhead_p50_ms_at_concurrency_1", "overhead_probe_batching_off", "throughput_on_over_off"):
         if key in report:
             print(f"{key}: {report[key]}")
+    return 0
+
+
+# ---- worker-kill -------------------------------------------------------------------------------------------------
+def kill_one_worker(client, model: str) -> int:
+    """SIGKILL the first worker of ``model`` (its pid from the management API); returns the pid."""
+    pid = int(client.model_info(model)[0]["workers"][0]["pid"])
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def wait_workers_ready(client, model: str, old_pid: int, limit_s: float = 120) -> float | None:
+    """Seconds until every worker is READY again with the killed one replaced, or None after ``limit_s``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        try:
+            workers = client.model_info(model)[0]["workers"]
+            pids = {int(w.get("pid") or -1) for w in workers}
+            if workers and old_pid not in pids and all(w.get("status") == "READY" for w in workers):
+                return time.monotonic() - t0
+        except Exception:  # the management API is busy or between states
+            pass
+        time.sleep(0.1)
+    return None
+
+
+def load_with_a_kill(client, model: str, clients: int, n: int) -> dict:
+    """``n`` one-image requests from ``clients`` threads; one worker SIGKILLed after n/3 answers."""
+    statuses: Counter = Counter()
+    samples: dict[str, str] = {}  # one answer per failing status, to say what it was
+    done = 0
+    lock = threading.Lock()
+    killed = threading.Event()
+    result: dict = {}
+
+    def one(i: int) -> None:
+        nonlocal done
+        try:
+            r = client.predict_raw(model, {"seeds": [i]})
+            status, text = r.status_code, r.text
+        except Exception as e:  # a connection the frontend dropped counts as lost too
+            status, text = type(e).__name__, str(e)
+        with lock:
+            if status != 200:
+                samples.setdefault(str(status), " ".join(text.split())[:200])
+            statuses[status] += 1
+            done += 1
+            kill_now = done >= n // 3 and not killed.is_set()
+            if kill_now:
+                killed.set()
+        if kill_now:
+            pid = kill_one_worker(client, model)
+            result["restart_s"] = wait_workers_ready(client, model, pid)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(n)))
+    result.update(requests=n, wall_s=round(time.perf_counter() - t0, 1),
+                  statuses={str(k): v for k, v in sorted(statuses.items(), key=str)},
+                  not_200=n - statuses.get(200, 0), failures=samples)  # fmt: skip
+    if result.get("restart_s") is not None:
+        result["restart_s"] = round(result["restart_s"], 1)
+    return result
+
+
+def run_worker_kill(args: argparse.Namespace) -> int:
+    from ganserve.serving.launcher import Server
+    from ganserve.serving.store import ArchiveOptions
+
+    checkpoint = resolve(args.model)
+    name = checkpoint.stem
+    rows = []
+    for workers in [int(w) for w in (args.workers or "1,2").split(",")]:
+        threads = args.threads
+        options = ArchiveOptions(batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay,
+                                 min_workers=workers, max_workers=workers, threads=threads)  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp, Server({name: checkpoint}, Path(tmp), archive=options) as server:
+            for retries in [int(r) for r in args.retries.split(",")]:
+                client = server.client(retries=retries)
+                row = load_with_a_kill(client, name, args.clients, args.requests)
+                rows.append({"workers": workers, "threads": threads, "client_retries": retries, **row})
+                if not args.json:
+                    print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        print(json.dumps({"model": name, "clients": args.clients, "batch_size": args.batch_size, "rows": rows}))
     return 0

@@ -5,7 +5,6 @@ other way (TorchServe runs under a watchdog tied to it)."""
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -37,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="workers per model (default: 2 where memory allows, else 1). Two workers keep serving when "
                         "one dies or restarts (clients retry once) and use two cores, at the cost of a second copy "
                         "of the model in memory (~360 MB for the bundled model)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: torch's, one per core, as `ganserve sample` uses: pinning "
+                        "a different count can change rare pixels by one level, a rounding difference of the conv "
+                        "kernels)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=8, help="requests TorchServe batches into one generator call")
     p.add_argument("--max-batch-delay", type=int, default=5,
                    help="ms a batch waits to fill once it has a request (a lone request waits this long)")  # fmt: skip
@@ -68,12 +71,6 @@ def default_workers(checkpoints: dict[str, Path]) -> int:
     return 2 if free is None or free >= need else 1
 
 
-def worker_threads(total_workers: int) -> int:
-    """Torch threads per worker: the cores shared out, so busy workers never oversubscribe them (OpenMP threads
-    spinning after a call on an oversubscribed core cost the frontend ~1 ms per request on a 2-core machine)."""
-    return max(1, (os.cpu_count() or 1) // max(1, total_workers))
-
-
 class _Interrupted(BaseException):
     """SIGINT / SIGTERM before the server was ready (a BaseException, so no `except Exception` swallows it)."""
 
@@ -98,11 +95,10 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or default_workers(checkpoints)
     if workers < 1:
         raise CommandError("--workers must be at least 1")
-    threads = worker_threads(workers * len(checkpoints))
     options = ArchiveOptions(
         batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay, min_workers=workers,
         max_workers=workers, backend=args.backend, max_images=args.max_images, device_type=args.device,
-        threads=threads,
+        threads=args.threads,
     )  # fmt: skip
     if args.write_kserve:
         from ganserve.serving.kserve import write_layout

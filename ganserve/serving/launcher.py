@@ -174,6 +174,10 @@ class Server:
         return [*self.checkpoints, *(a.stem for a in self.extra_archives)]
 
     @property
+    def total_workers(self) -> int:
+        return self.archive_options.max_workers * len(self.model_names)
+
+    @property
     def pid_file(self) -> Path:
         return self.workdir / PID_FILE
 
@@ -215,6 +219,10 @@ class Server:
         env["METRICS_LOCATION"] = str(self.workdir / "logs")
         (self.workdir / "tmp").mkdir(exist_ok=True)
         env["TEMP"] = str(self.workdir / "tmp")  # TorchServe unpacks archives and puts worker sockets here
+        if self.total_workers > 1:
+            # Several workers share the cores: OpenMP threads that spin after each op (libgomp's default) then
+            # starve the other workers and the frontend; measured on 2 busy cores, p50 went from 40 ms to 1.3 s.
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         cmd = [exe, "--start", "--foreground", "--ncs", "--ts-config", str(cfg_path),
                "--model-store", str(self.config.model_store)]  # fmt: skip
         self._mark_logs()
