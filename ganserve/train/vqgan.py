@@ -35,6 +35,7 @@ class VQOptions(StepOptions):
     stage: str = option("first", "first (autoencoder + discriminator) or prior (the GPT over a first stage's codes)")
     first_stage: str | None = option(None, "prior stage: the checkpoint whose first stage is encoded (frozen)")
     lr: float = option(2e-4, "first stage: Adam learning rate of the autoencoder and the discriminator")
+    warmup: int = option(0, "first stage: linear learning-rate warm-up steps of the autoencoder (transformers like it)")
     disc_start: int = option(3000, "first stage: step at which the discriminator and its loss start")
     disc_weight: float = option(0.8, "first stage: factor on the adaptive discriminator weight")
     perceptual_weight: float = option(1.0, "first stage: weight of the perceptual distance (0: L1 only)")
@@ -194,6 +195,9 @@ class VQGANTraining(TrainingStep):
             d_weight = adaptive_weight(nll, g_loss, fs.last_layer()) * o.disc_weight
             loss = loss + d_weight * g_loss
             logs.update(g=g_loss.item(), d_weight=d_weight.item())
+        if o.warmup:
+            for group in self.opt_G.param_groups:
+                group["lr"] = o.lr * min(1.0, (step + 1) / o.warmup)
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_G.step()
