@@ -69,13 +69,15 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
 
 def generate(model: nn.Module, opts: EvalOptions) -> Generated:
     """N images from seeds ``seed_offset ..``, through ``ganserve.sampling.sample`` like every other front end."""
+    from ganserve.families import family_of
     from ganserve.sampling import class_names, sample
 
     names = class_names(model)
     seeds = np.arange(opts.seed_offset, opts.seed_offset + opts.n)
     classes = np.arange(opts.n) % len(names) if names else None
     fields: dict[str, Any] = {}
-    if opts.truncation_psi is not None:
+    # psi goes to every family that has the field (each defines what it means); one without it has nothing to truncate
+    if opts.truncation_psi is not None and "truncation_psi" in family_of(model).request.model_fields:
         fields["truncation_psi"] = opts.truncation_psi
     images = np.zeros((0,), np.uint8)
     params: dict[str, Any] = {}
@@ -128,8 +130,8 @@ def classifier_check(gen: Generated, opts: EvalOptions, dataset: str | None) -> 
         return {"skipped": f"the model's classes {gen.class_names} are not the classifier's {clf.config.class_names}"}
     target = mapping[gen.classes]
     pred = predict(clf, gen.images)
-    mean, _ = accuracy_by_class(pred, target, clf.config.num_classes)
-    per = {name: float((pred[gen.classes == c] == mapping[c]).mean()) for c, name in enumerate(gen.class_names)}
+    mean, per_target = accuracy_by_class(pred, target, clf.config.num_classes)
+    per = {name: per_target[mapping[c]] for c, name in enumerate(gen.class_names)}  # None: no sample of that class
     return {
         "accuracy": mean,
         "per_class": per,
