@@ -87,12 +87,13 @@ def read_request(item: Any, context: Any, idx: int) -> dict[str, Any]:
         )
     bodies = [n for n in names if n in BODY_NAMES]
     extra = [n for n in names if n not in BODY_NAMES]
-    if extra:
-        shown = ", ".join(repr(n[:40]) for n in extra[:5])
-        raise RequestError("", f"query parameters or input fields are not read ({shown}): put every field in the "
-                               "JSON body")  # fmt: skip
+    shown = ", ".join(repr(n[:40]) for n in extra[:5])
     if len(bodies) != 1:
-        raise RequestError("", 'the request has no body: send a JSON object such as {"seeds": [0]}')
+        got = f"; got the fields {shown}" if extra else ""
+        raise RequestError("", 'the request has no body (HTTP: the raw body; gRPC: the input "data"): send a JSON '
+                               f'object such as {{"seeds": [0]}}{got}')  # fmt: skip
+    if extra:
+        raise RequestError("", f"fields besides the body are not read ({shown}): put every field in the JSON body")
     return decode_body(item[bodies[0]])
 
 

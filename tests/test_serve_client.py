@@ -140,3 +140,12 @@ def test_the_ui_backend_retries_too(tmp_path, sleeps):
     with Script([WORKER_DIED, (200, body, {"Content-Type": "application/json"})], key="k") as s:
         assert HTTPBackend(s.url, s.url, keys).generate("m", {"seeds": [1]}) == []
     assert len(s.seen) == 2 and s.seen[0][1] == s.seen[1][1] and sleeps == [0.5]
+
+
+def test_the_ui_says_busy_when_the_retry_fails_too(tmp_path, sleeps):
+    from ganserve.ui.backend import BackendError
+    from ganserve.ui.remote import HTTPBackend
+
+    with Script([QUEUE_FULL, QUEUE_FULL]) as s, pytest.raises(BackendError, match=r"busy \(503: its queue"):
+        HTTPBackend(s.url, s.url).generate("m", {"seeds": [1]})
+    assert len(s.seen) == 2

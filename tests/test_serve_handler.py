@@ -96,7 +96,8 @@ FORM = {"Host": "h", "Content-Type": "application/x-www-form-urlencoded"}
         # curl -d '{"seeds":[5]}' without a JSON content type: the frontend splits the "form" into a field
         ({'{"seeds":[5],"truncation_psi":0.5}': b""}, FORM, "form"),
         ({"seeds": b"5"}, {**FORM, "Content-Type": "multipart/form-data; boundary=x"}, "form"),
-        ({"body": b'{"seeds": [5]}', "seeds": "7"}, HTTP, "query parameters"),
+        ({"body": b'{"seeds": [5]}', "seeds": "7"}, HTTP, "besides the body"),
+        ({"input": b'{"seeds": [5]}'}, GRPC, "gRPC: the input"),
         ({}, {"Host": "h"}, "no body"),
         ({"body": b""}, HTTP, "empty"),
         ({"body": b"[" * 100_000}, HTTP, "nested"),

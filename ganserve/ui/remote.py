@@ -120,6 +120,9 @@ def _error(resp: Any) -> BackendError:
             f"the server refused the request ({resp.status_code}, token authorisation): check the key file "
             "(`ganserve serve` prints its path; --key-file)"
         )
+    if resp.status_code in (503, 507):  # still so after the client's retry
+        what = "its queue for this model is full" if resp.status_code == 503 else "the worker serving it stopped"
+        return BackendError(f"the server is busy ({resp.status_code}: {what}); try again in a moment")
     if isinstance(data, dict) and "message" in data:
         if resp.status_code == 400 and "field" in data:
             return BackendError(str(data["message"]), str(data.get("field") or ""))
