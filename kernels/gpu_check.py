@@ -151,6 +151,51 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
     return 1 if failed else 0
 
 
+def warm(shard: int, shards: int, dtypes: list[str], batches: list[int], vq_dtypes: list[str]) -> int:
+    """Compile (by running once) the Triton candidates ``ganserve bench kernels`` will time, for every shard-th
+    shape: several of these processes fill Triton's on-disk cache in parallel while the correctness checks run, so
+    the timed bench loads compiled kernels instead of compiling ~100 variants one after another."""
+    from ganserve.benchmarks import kernels as bench
+    from ganserve.kernels import candidates
+
+    args = argparse.Namespace(resolution=256, channel_base=16384, channel_max=512)
+    jobs = [(d, b, shape) for d in dtypes for b in batches for shape in bench.modconv_shapes(args)]
+    done = failed = 0
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i, (dtype_name, batch, (_, cin, cout, res, k, up)) in enumerate(jobs):
+            if i % shards != shard:
+                continue
+            bench._set_precision(dtype_name)
+            c = bench.modconv_call(bench.DTYPES[dtype_name], batch, cin, cout, res, k, up, "cuda")
+            for name, fn in candidates.modconv_candidates(c).items():
+                if name.startswith("triton/") or name.endswith("+tepi"):
+                    try:
+                        fn()
+                        done += 1
+                    except Exception:
+                        failed += 1
+        for i, (dtype_name, (d, tokens), batch) in enumerate(
+            (x, y, b) for x in vq_dtypes for y in ((256, 256), (32, 1024)) for b in (1, *batches)
+        ):
+            if i % shards != shard:
+                continue
+            bench._set_precision(dtype_name)
+            z = torch.randn(batch * tokens, d, device="cuda").to(bench.DTYPES[dtype_name])
+            cb = torch.randn(1024, d, device="cuda").to(z.dtype)
+            for name, fn in candidates.vq_candidates(z, cb, "l2").items():
+                if name.startswith("triton/"):
+                    try:
+                        fn()
+                        done += 1
+                    except Exception:
+                        failed += 1
+    torch.cuda.synchronize()
+    print(f"warm shard {shard}/{shards}: {done} launches compiled or loaded, {failed} failed, "
+          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The official StyleGAN2-ADA synthesis, timed the same way
 
@@ -269,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--out", default=None)
     o.add_argument("--batch-sizes", default="8,32")
     o.add_argument("--build-only", action="store_true", help="only build (and load) the CUDA plugins")
+    w = sub.add_parser("warm")
+    w.add_argument("--shard", type=int, required=True)
+    w.add_argument("--shards", type=int, required=True)
+    w.add_argument("--dtypes", default="float16,float32,tf32")
+    w.add_argument("--vq-dtypes", default="float16,bfloat16")
+    w.add_argument("--batch-sizes", default="8,32")
     s = sub.add_parser("summary")
     s.add_argument("dir")
     args = p.parse_args(argv)
@@ -284,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         return correctness(args.out, args.device)
     if args.what == "official":
         return official(args.repo, args.out, [int(b) for b in args.batch_sizes.split(",")], args.build_only)
+    if args.what == "warm":
+        return warm(args.shard, args.shards, args.dtypes.split(","), [int(b) for b in args.batch_sizes.split(",")],
+                    args.vq_dtypes.split(","))  # fmt: skip
     return summary(args.dir)
 
 

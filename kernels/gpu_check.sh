@@ -49,10 +49,19 @@ if [ -d "$OFFICIAL" ]; then  # build the official CUDA plugins on the CPUs while
     BUILD_PID=$!
 fi
 
+stamp "compiling the bench's Triton variants in 6 background processes (Triton's disk cache)"
+WARM_PIDS=()
+for i in 0 1 2 3 4 5; do
+    timeout 120 python3 -m ganserve.kernels.gpu_check warm --shard $i --shards 6 > "/tmp/warm-$i.log" 2>&1 &
+    WARM_PIDS+=($!)
+done
+
 stamp "correctness (every candidate vs the fp32 reference on CUDA)"
 timeout 80 python3 -m ganserve.kernels.gpu_check correctness --out "$OUT/correctness.json"
 echo "correctness exit $?"
 
+stamp "waiting for the compile workers"
+wait "${WARM_PIDS[@]}"; cat /tmp/warm-*.log | grep -v Warning | tail -6
 if [ -n "$BUILD_PID" ]; then
     stamp "waiting for the plugin build"
     wait "$BUILD_PID"; tail -3 /tmp/official-build.log

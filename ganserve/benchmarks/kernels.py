@@ -213,15 +213,21 @@ def _candidate_columns(entry: dict, flops: float, nbytes: float, peaks: tuple, c
     }  # fmt: skip
 
 
-def _bench_modconv(args: argparse.Namespace, rec: _Recorder, measured: dict, budget: _Budget) -> None:
+def modconv_shapes(args: argparse.Namespace) -> list[tuple[str, int, int, int, int, int]]:
+    """(name, in, out, input resolution, kernel, up) of every modulated conv of the generator config."""
     cfg = _config(args)
-    shapes = []  # name, in, out, input resolution, kernel, up
+    shapes = []
     for res in cfg.block_resolutions:
         c = cfg.channels(res)
         if res > 4:
             shapes.append((f"conv0 up {res}px", cfg.channels(res // 2), c, res // 2, 3, 2))
         shapes.append((f"conv1 {res}px", c, c, res, 3, 1))
         shapes.append((f"toRGB {res}px", c, cfg.img_channels, res, 1, 1))
+    return shapes
+
+
+def _bench_modconv(args: argparse.Namespace, rec: _Recorder, measured: dict, budget: _Budget) -> None:
+    shapes = modconv_shapes(args)
     for dtype_name in args.dtypes:
         _set_precision(dtype_name)
         peaks = _peaks(dtype_name, measured)
@@ -238,16 +244,15 @@ def _bench_modconv(args: argparse.Namespace, rec: _Recorder, measured: dict, bud
                 _empty_cache()
 
 
-@torch.no_grad()
-def _modconv_row(args, dtype, batch, cin, cout, res, k, up, peaks) -> dict:
-    from ganserve.kernels import candidates, dispatch
+def modconv_call(dtype: torch.dtype, batch: int, cin: int, cout: int, res: int, k: int, up: int, dev: str):
+    """A StyleGAN2 layer call with random data: 3x3 demodulated with noise, bias, lrelu, clamp; 1x1 toRGB linear."""
+    from ganserve.kernels import candidates
     from ganserve.models.layers import setup_filter
 
-    dev = DEVICE
     g = torch.Generator(device=dev).manual_seed(0)
     demod = k == 3
     out_res = res * up
-    c = candidates.ModConvCall(
+    return candidates.ModConvCall(
         torch.randn(batch, cin, res, res, device=dev, generator=g).to(dtype).contiguous(
             memory_format=torch.channels_last),
         torch.randn(cout, cin, k, k, device=dev, generator=g),
@@ -257,6 +262,14 @@ def _modconv_row(args, dtype, batch, cin, cout, res, k, up, peaks) -> dict:
         setup_filter((1, 3, 3, 1)).to(dev) if up > 1 else None,
         demod, k // 2, up, "lrelu" if demod else "linear", math.sqrt(2) if demod else 1.0, 256.0,
     )  # fmt: skip
+
+
+@torch.no_grad()
+def _modconv_row(args, dtype, batch, cin, cout, res, k, up, peaks) -> dict:
+    from ganserve.kernels import candidates, dispatch
+
+    c = modconv_call(dtype, batch, cin, cout, res, k, up, DEVICE)
+    out_res = res * up
     cands = candidates.modconv_candidates(c)
     tol = candidates.MODCONV_TOLERANCE[candidates.dtype_tag(dtype, "conv")]
     check = dispatch.max_error_check(lambda: candidates.modconv_reference(c), tol)
