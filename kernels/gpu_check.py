@@ -50,7 +50,10 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
         ("up2 one-sample", 2, 64, 32, 8, 3, 2),
         ("toRGB", 3, 70, 3, 11, 1, 1),
     ]
-    for dtype_name in ("float32", "tf32", "float16", "bfloat16"):
+    vq_sizes = ((1, 37, 20), (300, 1000, 33), (4096, 2000, 256))
+    if dev != "cuda":  # the interpreter smoke test: the same code on a few tiny shapes
+        shapes, vq_sizes = [("3x3", 2, 19, 17, 5, 3, 1), ("up2", 1, 16, 9, 3, 3, 2)], ((5, 40, 20),)
+    for dtype_name in ("float32", "tf32", "float16", "bfloat16") if dev == "cuda" else ("float32", "bfloat16"):
         dtype = _set_dtype(dtype_name)
         tol = candidates.MODCONV_TOLERANCE[candidates.dtype_tag(dtype, "conv")]
         for name, n, cin, cout, res, k, up in shapes:
@@ -88,7 +91,7 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
                 rows.append(row)
         vtol = candidates.VQ_TOLERANCE[candidates.dtype_tag(dtype, "matmul")]
         for metric in ("l2", "cosine"):
-            for n, k, d in ((1, 37, 20), (300, 1000, 33), (4096, 2000, 256)):
+            for n, k, d in vq_sizes:
                 z, cb = torch.randn(n, d, device=dev).to(dtype), torch.randn(k, d, device=dev).to(dtype)
                 check = candidates.vq_check(z, cb, metric, vtol)
                 for cand, fn in candidates.vq_candidates(z, cb, metric).items():
@@ -114,12 +117,15 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
             from ganserve.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
             torch.manual_seed(0)
-            cfg = StyleGAN2Config(resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=64)
+            res = 32 if dev == "cuda" else 8
+            cfg = StyleGAN2Config(
+                resolution=res, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=64
+            )
             G = StyleGAN2Generator(cfg).eval().requires_grad_(False).to(dev)
             for m in G.modules():
                 if hasattr(m, "noise_strength"):
                     m.noise_strength.fill_(0.3)
-            for batch in (1, 3):
+            for batch in (1, 3) if dev == "cuda" else (2,):
                 z = torch.randn(batch, cfg.z_dim, device=dev)
                 with torch.no_grad():
                     with kernels.use_kernels(False):
@@ -130,7 +136,7 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
                         img2 = G(z, None)  # from the table now
                 err = max((img - ref).abs().max().item(), (img2 - ref).abs().max().item())
                 choices = sorted({e["choice"] for e in dispatch.table(dev).entries.values()})
-                rows.append({"op": "generator", "shape": f"tiny 32px b{batch}", "dtype": "float32",
+                rows.append({"op": "generator", "shape": f"tiny {res}px b{batch}", "dtype": "float32",
                              "candidate": "dispatched", "err": err, "ok": err <= 1e-3, "choices": choices})  # fmt: skip
         finally:
             if saved is None:
