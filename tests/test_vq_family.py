@@ -199,3 +199,15 @@ def test_onnx_export_samples_the_same_codes(paths, tmp_path):
         want, got = sample(m, req), onnx_model.sample(req)
         assert np.abs(want.images.astype(int) - got.images.astype(int)).max() <= 1
         assert want.params == got.params
+
+
+def test_classes_give_a_class_by_seed_grid(model):
+    grid = sample(model, {"seeds": [3, 4], "classes": [2, "circle"], "top_k": 5})
+    assert [(p["class"], p["seeds"][0]) for p in grid.params] == [(2, 3), (2, 4), (0, 3), (0, 4)]
+    assert grid.request.default_cols() == 2
+    for c, rows in ((2, grid.images[:2]), (0, grid.images[2:])):
+        assert np.array_equal(rows, sample(model, {"seeds": [3, 4], "class": c, "top_k": 5}).images)
+    for body, field in (({"classes": ["hexagon"]}, "classes[0]"), ({"classes": [0], "class": 1}, "")):
+        with pytest.raises(RequestError) as e:
+            plan(model, {"seeds": [1], **body})
+        assert e.value.field == field

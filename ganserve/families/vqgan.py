@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from ganserve.families import Family, Part, Sampler
@@ -24,10 +25,22 @@ from ganserve.sampling import Plan, model_device, model_name, resolve_class
 
 
 class VQRequest(BaseRequest, VQSamplingFields):
-    """Requests for the VQ families (VQ-GAN, ViT-VQGAN): seeds, class, sampling filters, image and keep."""
+    """Requests for the VQ families (VQ-GAN, ViT-VQGAN): seeds, class (or a list of classes: one image per class x
+    seed, class by row), sampling filters, image and keep."""
+
+    classes: list[int | str] | None = Field(default=None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_class_field(self) -> VQRequest:
+        if self.classes is not None and self.class_ is not None:
+            raise ValueError("give either class or classes, not both")
+        return self
 
     def image_count(self) -> int:
-        return len(self.seeds)
+        return len(self.seeds) * (len(self.classes) if self.classes else 1)
+
+    def default_cols(self) -> int:
+        return len(self.seeds) if self.classes else super().default_cols()
 
 
 def keep_mask(keep: Keep, height: int, width: int) -> torch.Tensor:
@@ -75,13 +88,16 @@ class VQSampler(Sampler):
     """Plan: per-row start token, uniforms, filters and kept codes. Render: KV-cached prior loop, then decode."""
 
     def plan(self, model: nn.Module, req: VQRequest) -> Plan:
-        cls = resolve_class(model, req.class_)
+        if req.classes is not None:
+            class_ids: list[int | None] = [resolve_class(model, k, f"classes[{i}]") for i, k in enumerate(req.classes)]
+        else:
+            class_ids = [resolve_class(model, req.class_)]
         h, w = model.code_shape
         length, num_codes = h * w, int(model.num_codes)
-        n = len(req.seeds)
+        seeds = [s for _ in class_ids for s in req.seeds]  # class by row, seeds along each row
+        per_row = [c for c in class_ids for _ in req.seeds]
+        n = len(seeds)
         base: dict[str, Any] = {"model": model_name(model)}
-        if cls is not None:
-            base["class"] = cls
         keep_codes = torch.zeros(length, dtype=torch.long)
         keep = torch.zeros(length, dtype=torch.bool)
         if req.image is not None:
@@ -102,18 +118,20 @@ class VQSampler(Sampler):
             if req.top_p is not None:
                 base["top_p"] = req.top_p
         top_k = 0 if req.top_k is None or req.top_k >= num_codes else req.top_k
-        classes = torch.full([n], cls if cls is not None else 0, dtype=torch.long)
-        start = model.start_tokens(classes if cls is not None else None, n).cpu()
+        conditional = per_row[0] is not None
+        classes = torch.tensor([c if conditional else 0 for c in per_row], dtype=torch.long)
+        start = model.start_tokens(classes if conditional else None, n).cpu()
         rows = {
             "start": start,
-            "uniform": torch.stack([uniforms_for_seed(s, length) for s in req.seeds]),
+            "uniform": torch.stack([uniforms_for_seed(s, length) for s in seeds]),
             "temperature": torch.full([n], float(req.temperature)),
             "top_k": torch.full([n], top_k, dtype=torch.long),
             "top_p": torch.full([n], float(req.top_p if req.top_p is not None else 1.0)),
             "keep_codes": keep_codes.expand(n, -1).clone(),
             "keep_mask": keep.expand(n, -1).clone(),
         }
-        return Plan(req, rows, [{**base, "seeds": [s]} for s in req.seeds])
+        params = [{**base, **({"class": c} if c is not None else {}), "seeds": [s]} for c, s in zip(per_row, seeds)]
+        return Plan(req, rows, params)
 
     def render(self, model: nn.Module, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         device = model_device(model)
