@@ -130,7 +130,7 @@ def variants(arch: int) -> Iterator[tuple[str, object]]:
             z = torch.empty(2048, d, device=meta, dtype=dtype)
             cb = torch.empty(16384, d, device=meta, dtype=dtype)
             terms = torch.empty(16384, device=meta)
-            for cfg in vq_triton.CONFIGS[:3]:
+            for cfg in vq_triton.configs_for(8192, 16384, d)[:4]:
                 label = f"vq {dtype} D{d} {cfg.name}"
                 yield label, lambda z=z, cb=cb, terms=terms, cfg=cfg: vq_triton.vq_nearest(z, cb, terms, "l2", cfg, 1)
 

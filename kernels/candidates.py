@@ -310,7 +310,7 @@ def vq_candidates(z: torch.Tensor, codebook: torch.Tensor, metric: str, include_
     if include_triton:
         from ganserve.kernels import vq_triton
 
-        for cfg in vq_triton.configs_for(z.shape[0], codebook.shape[0], z.shape[1]):
+        for cfg in vq_triton.configs_for(z.shape[0], codebook.shape[0], z.shape[1], z.element_size()):
             out[f"triton/{cfg.name}"] = lambda name=cfg.name: triton_vq(z, codebook, metric, name)
     return out
 

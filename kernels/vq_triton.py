@@ -53,21 +53,32 @@ CONFIGS = [
     Config(64, 64, 0, 4, 4),
     Config(32, 128, 0, 4, 3),
     Config(128, 256, 0, 8, 3),
+    Config(64, 128, 0, 4, 2),  # wide codes (D = 256): two stages fit shared memory
+    Config(128, 128, 0, 8, 2),
 ]
 INTERPRETER_CONFIG = Config(16, 16, 16, 1, 1)
+SHARED_LIMIT = 220 * 1024  # Hopper: 227 KB per block; leave room for the compiler's own buffers
 
 
-def configs_for(n: int, k: int, d: int) -> list[Config]:
-    """Skip query tiles much taller than the batch (they would idle most rows)."""
-    max_q = max(32, triton.next_power_of_2(n))
-    return [c for c in CONFIGS if c.block_q <= max_q] or CONFIGS[:1]
-
-
-def block_d(config: Config, d: int) -> int:
+def block_d(config: Config, d: int, elem_size: int = 2) -> int:
+    """One chunk of next_pow2(D) when its rows are at most 512 bytes (D <= 256 in fp16), else 64-wide chunks."""
     if config.block_d:
         return config.block_d
     p = max(16, triton.next_power_of_2(d))
-    return p if p <= 256 else 64
+    return p if p * elem_size <= 512 else 64
+
+
+def configs_for(n: int, k: int, d: int, elem_size: int = 2) -> list[Config]:
+    """Skip query tiles much taller than the batch (they would idle most rows) and pipelines that would not fit
+    shared memory (stages x code tile + query tile)."""
+    max_q = max(32, triton.next_power_of_2(n))
+    kept = []
+    for c in CONFIGS:
+        bd = block_d(c, d, elem_size)
+        smem = (c.stages * c.block_c + c.block_q) * bd * elem_size
+        if c.block_q <= max_q and smem <= SHARED_LIMIT:
+            kept.append(c)
+    return kept or [Config(32, 64, 0, 4, 2)]
 
 
 @triton.jit
@@ -167,8 +178,8 @@ def vq_nearest(
         return torch.empty(0, dtype=torch.int64, device=z.device)
     z = z.contiguous()
     codebook = codebook.to(z.dtype).contiguous()  # tl.dot needs one operand dtype
-    config = config or (INTERPRETER_CONFIG if INTERPRETED else configs_for(n, k, d)[0])
-    bd = block_d(config, d)
+    config = config or (INTERPRETER_CONFIG if INTERPRETED else configs_for(n, k, d, z.element_size())[0])
+    bd = block_d(config, d, z.element_size())
     splits = splits or _num_splits(n, k, z.device, config.block_q)
     per_split = triton.cdiv(triton.cdiv(k, splits), SPLIT_ALIGN) * SPLIT_ALIGN
     splits = triton.cdiv(k, per_split)
