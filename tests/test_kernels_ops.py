@@ -254,3 +254,31 @@ def test_bench_kernels_code_paths_on_cpu(tmp_path, monkeypatch):
     finally:
         dispatch.forget()
         K.set_precision(None)
+
+
+def test_kernels_compile_for_hopper_without_a_gpu():
+    """The interpreter does not compile: type and layout errors of the real lowering only show here. Three variants
+    compiled for sm_90 with the Triton wheel's ptxas (kernels/aot.py): tensor-core MMA, a cp.async pipeline, no
+    register spills."""
+    pytest.importorskip("triton")
+    from ganserve.kernels import aot, candidates, modconv_triton, vq_triton
+
+    f = layers.setup_filter((1, 3, 3, 1))
+
+    def call(dtype, n, cin, cout, res, up):
+        return candidates.ModConvCall(
+            torch.randn(n, cin, res, res).to(dtype), torch.randn(cout, cin, 3, 3), torch.randn(n, cin),
+            torch.randn(res * up, res * up), torch.randn(cout), f if up > 1 else None, True, 1, up, "lrelu",
+            math.sqrt(2), 256.0,
+        )  # fmt: skip
+
+    with aot.compiling_for(90) as compiled:
+        modconv_triton.modulated_conv2d(*call(torch.float16, 8, 512, 512, 4, 1), config=modconv_triton.CONFIGS[0])
+        modconv_triton.modulated_conv2d(*call(torch.bfloat16, 2, 72, 40, 8, 2), config=modconv_triton.CONFIGS[3])
+        z, cb = torch.randn(512, 32).to(torch.bfloat16), torch.randn(1000, 32).to(torch.bfloat16)
+        vq_triton.vq_nearest(z, cb, torch.randn(1000), "l2", vq_triton.CONFIGS[0], 1)
+    assert len(compiled) == 3
+    for name, meta, kernel in compiled:
+        row = aot.describe(name, meta, kernel, 90)
+        assert row["wgmma"] > 0 and row["cp.async"] > 0, row
+        assert row["spill_stores"] == 0 and "error" not in row, row
