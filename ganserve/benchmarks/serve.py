@@ -18,6 +18,8 @@ import json
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -53,27 +55,35 @@ def _percentile(values: list[float], q: float) -> float:
     return values[k]
 
 
-def _in_process(checkpoint: Path, n: int, threads: int | None) -> float:
-    """Median ms for one one-image request through the serving core, no HTTP, with the worker's thread count."""
-    import torch
+IN_PROCESS = r"""
+import json, statistics, sys, time
+import torch
+from ganserve.serving.service import SampleService
+checkpoint, n, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if threads:
+    torch.set_num_threads(threads)
+service = SampleService.from_checkpoint(checkpoint)
+for i in range(4):
+    service.handle_batch([{"seeds": [i]}])  # warm-up
+times = []
+for i in range(n):
+    t0 = time.perf_counter()
+    (r,) = service.handle_batch([{"seeds": [i]}])
+    times.append((time.perf_counter() - t0) * 1000)
+    assert r.status == 200, r.body
+print(json.dumps(statistics.median(times)))
+"""
 
-    from ganserve.serving.service import SampleService
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        service = SampleService.from_checkpoint(str(checkpoint))
-        for i in range(4):
-            service.handle_batch([{"seeds": [i]}])  # warm-up
-        times = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            (r,) = service.handle_batch([{"seeds": [i]}])
-            times.append((time.perf_counter() - t0) * 1000)
-            assert r.status == 200
-        return statistics.median(times)
-    finally:
-        torch.set_num_threads(before)
+def _in_process(checkpoint: Path, n: int, threads: int | None, workers: int) -> float:
+    """Median ms for one one-image request through the serving core, no HTTP, in a fresh process with a worker's
+    thread count and OpenMP settings (they are fixed at process start, and decide a lot on a busy machine)."""
+    from ganserve.serving.launcher import worker_env
+
+    env = {**os.environ, **worker_env(workers)}
+    cmd = [sys.executable, "-c", IN_PROCESS, str(checkpoint), str(n), str(threads or 0)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def _load(client, model: str, concurrency: int, n: int) -> dict:
@@ -139,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     workers, threads = _defaults(args, checkpoint)
     report: dict = {"model": name, "requests_per_level": args.requests, "workers": workers, "threads": threads,
                     "cpus": os.cpu_count()}  # fmt: skip
-    report["in_process_p50_ms"] = round(_in_process(checkpoint, 32, threads), 1)
+    report["in_process_p50_ms"] = round(_in_process(checkpoint, 32, threads, workers), 1)
     for mode in args.modes.split(","):
         bs = args.batch_size if mode == "on" else 1
         options = ArchiveOptions(batch_size=bs, max_batch_delay_ms=args.max_batch_delay if bs > 1 else 1,

@@ -18,20 +18,24 @@ KEY_LIFETIME_MIN = 10 * 365 * 24 * 60
 # and once more to the console: ~20 synchronous lines per request. This one keeps every file and what matters in
 # them (warnings and errors, start-up, the access log, the workers' output with their tracebacks, metrics) and drops
 # the per-request chatter of the worker threads.
-LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
+def _rolling(name: str, folder: str, pattern: str) -> str:
+    """A log4j2 file appender that rolls over at 100 MB and keeps 5 files, as TorchServe's own do."""
+    path = f"${{env:{folder}:-logs}}/{name}"
+    return (f'<RollingFile name="{name}" fileName="{path}.log" filePattern="{path}.%i.log.gz">'
+            f'<PatternLayout pattern="{pattern}"/><Policies><SizeBasedTriggeringPolicy size="100 MB"/></Policies>'
+            '<DefaultRolloverStrategy max="5"/></RollingFile>')  # fmt: skip
+
+
+_FULL, _SHORT = "%d{ISO8601} [%-5p] %t %c - %m%n", "%d{ISO8601} - %m%n"
+LOG4J2_XML = f"""<?xml version="1.0" encoding="UTF-8"?>
 <Configuration>
   <Appenders>
-    <Console name="STDOUT" target="SYSTEM_OUT"><PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/></Console>
-    <File name="access_log" fileName="${env:LOG_LOCATION:-logs}/access_log.log" bufferedIO="true"
-          immediateFlush="true"><PatternLayout pattern="%d{ISO8601} - %m%n"/></File>
-    <File name="model_log" fileName="${env:LOG_LOCATION:-logs}/model_log.log">
-      <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/></File>
-    <File name="model_metrics" fileName="${env:METRICS_LOCATION:-logs}/model_metrics.log">
-      <PatternLayout pattern="%d{ISO8601} - %m%n"/></File>
-    <File name="ts_log" fileName="${env:LOG_LOCATION:-logs}/ts_log.log">
-      <PatternLayout pattern="%d{ISO8601} [%-5p] %t %c - %m%n"/></File>
-    <File name="ts_metrics" fileName="${env:METRICS_LOCATION:-logs}/ts_metrics.log">
-      <PatternLayout pattern="%d{ISO8601} - %m%n"/></File>
+    <Console name="STDOUT" target="SYSTEM_OUT"><PatternLayout pattern="{_FULL}"/></Console>
+    {_rolling("access_log", "LOG_LOCATION", _SHORT)}
+    {_rolling("model_log", "LOG_LOCATION", _FULL)}
+    {_rolling("model_metrics", "METRICS_LOCATION", _SHORT)}
+    {_rolling("ts_log", "LOG_LOCATION", _FULL)}
+    {_rolling("ts_metrics", "METRICS_LOCATION", _SHORT)}
   </Appenders>
   <Loggers>
     <Logger name="ACCESS_LOG" level="info" additivity="false"><AppenderRef ref="access_log"/></Logger>
