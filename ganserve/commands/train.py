@@ -33,6 +33,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="{}", help="config overrides as JSON, e.g. '{\"channel_max\": 256}'")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's saved state")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu or cuda; under torchrun each rank takes its own GPU")
+    p.add_argument("--amp", choices=["bf16"], default=None, help="mixed-precision training step (bf16 autocast)")
 
 
 def _numbers(text: str) -> tuple[float, ...]:
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch, ema_kimg=args.ema_kimg, ema_rampup=args.ema_rampup if args.ema_rampup >= 0 else None,
         mirror=args.mirror, conditional=args.cond, seed=args.seed, snap=args.snap, export=args.export,
         export_dtype=args.export_dtype, model=json.loads(args.model), family_options=family_options,
-        threads=args.threads,
+        threads=args.threads, device=args.device, amp=args.amp,
     )  # fmt: skip
     trainer = Trainer(opts)
     if args.resume and trainer.resume():
@@ -104,5 +106,9 @@ def run(args: argparse.Namespace) -> int:
     elif trainer.state_path.exists():
         raise ValueError(f"{trainer.state_path} exists: pass --resume to continue it, or choose another --out-dir")
     trainer.run()
+    from ganserve.train import distributed
+
+    if not distributed.is_main():
+        return 0
     print(f"done: step {trainer.step}; state {trainer.state_path}" + (f"; model {opts.export}" if opts.export else ""))
     return 0

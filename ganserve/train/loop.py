@@ -7,6 +7,7 @@ extra state; the loop owns everything else. Every step reseeds from (seed, step)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -25,6 +26,7 @@ from ganserve.checkpoint import CheckpointError, atomic_write, read_tensors, sav
 from ganserve.families import get_family
 from ganserve.images import make_grid, to_pil
 from ganserve.loading import save_generator
+from ganserve.train import distributed
 from ganserve.train.data import ImageDataset, check_resolution, load_dataset
 from ganserve.train.step import Batch, TrainingStep, make_options
 
@@ -54,6 +56,8 @@ class TrainOptions:
     model: dict[str, Any] = field(default_factory=dict)  # config overrides (z_dim, channel_base, ...)
     family_options: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    device: str = "cpu"  # "cuda" trains on the GPU (under torchrun: one GPU per rank)
+    amp: str | None = None  # "bf16": the training step under torch.autocast (mixed precision, no loss scaling)
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution)
@@ -61,6 +65,10 @@ class TrainOptions:
             raise ValueError(f"--batch must be positive, got {self.batch_size}")
         if self.steps < 0 or self.snap < 1:
             raise ValueError(f"--steps must be >= 0 and --snap >= 1, got {self.steps} and {self.snap}")
+        if self.amp not in (None, "bf16"):
+            raise ValueError(f"--amp must be bf16 (or omitted), got {self.amp!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available to this process")
 
 
 def _module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -78,8 +86,13 @@ class Trainer:
         self.out_dir = Path(opts.out_dir)
         fam = get_family(opts.family)
         step_cls: type[TrainingStep] = fam.training_class()
+        self.device = torch.device(distributed.setup(opts.device))
+        _, world = distributed.rank_world()
+        if opts.batch_size % world:
+            raise ValueError(f"--batch {opts.batch_size} must divide evenly over {world} processes")
+        self.local_batch = opts.batch_size // world  # the global batch is sharded: one step equals one process's
         self.step_options = make_options(step_cls.Options, opts.family_options)
-        self.step_options.check(opts.batch_size, opts.resolution, opts.conditional)  # before the (slow) data load
+        self.step_options.check(self.local_batch, opts.resolution, opts.conditional)  # before the (slow) data load
         self.data = dataset if dataset is not None else load_dataset(opts.data, opts.resolution)
         if opts.conditional and self.data.labels is None:
             raise ValueError(f"--cond needs labelled data; {opts.data} has no classes")
@@ -88,11 +101,13 @@ class Trainer:
             cfg.update(c_dim=len(self.data.class_names), class_names=list(self.data.class_names))
         self.config = fam.make_config(cfg)
         torch.manual_seed(opts.seed)
-        self.G = fam.make_generator(self.config).train()
-        self.D = fam.make_discriminator(self.config).train()
+        self.G = fam.make_generator(self.config).train().to(self.device)
+        self.D = fam.make_discriminator(self.config).train().to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.training = step_cls(self.G, self.D, self.step_options, batch_size=opts.batch_size,
+        self.training = step_cls(self.G, self.D, self.step_options, batch_size=self.local_batch,
                                  resolution=opts.resolution)  # fmt: skip
+        for name in self.training.optimizer_names:  # data parallel: average gradients before every update
+            distributed.sync_optimizer(getattr(self.training, name))
         self.step = 0
         self.log: dict[str, float] = {}
         self._finalized_at: int | None = None
@@ -169,12 +184,11 @@ class Trainer:
 
         self.finalize_ema()
         names = class_names(self.G_ema)
+        G = copy.deepcopy(self.G_ema).cpu()  # the grid is rendered on the CPU, as the shipped model will be
         if not names:
-            return sample(self.G_ema, seeds=list(range(n))).images, int(np.sqrt(n))
+            return sample(G, seeds=list(range(n))).images, int(np.sqrt(n))
         seeds = list(range(GRID_COLS))
-        rows = [
-            sample(self.G_ema, {"seeds": seeds, "class": k}).images for k in range(min(len(names), GRID_MAX_CLASSES))
-        ]
+        rows = [sample(G, {"seeds": seeds, "class": k}).images for k in range(min(len(names), GRID_MAX_CLASSES))]
         return np.concatenate(rows), GRID_COLS
 
     def write_grid(self, path: Path, n: int = 64) -> None:
@@ -184,20 +198,26 @@ class Trainer:
 
     # ---- one step ----------------------------------------------------------------------------------------------------
     def _batch(self, gen: torch.Generator) -> Batch:
+        """The global batch from the step's generator (the same on every rank), then this rank's share."""
         n, bs = len(self.data), self.opts.batch_size
         idx = torch.randint(0, n, [bs], generator=gen)
         flips = torch.rand([bs], generator=gen) < 0.5
         real = self.data.batch(idx, self.opts.mirror, flips)
         c_real = self.data.labels[idx] if self.opts.conditional else None
         c_fake = self.data.labels[torch.randint(0, n, [bs], generator=gen)] if self.opts.conditional else None
-        return Batch(real, c_real, c_fake)
+        return Batch(*(None if t is None else distributed.shard(t).to(self.device) for t in (real, c_real, c_fake)))
 
     def train_step(self) -> dict[str, float]:
         step = self.step
         stamp = self.opts.seed * 1_000_003 + step
         torch.manual_seed(stamp)
         gen = torch.Generator().manual_seed(stamp)
-        logs = self.training.train(step, lambda: self._batch(gen))
+        # Tensors the step creates (latents, noise) are made on the training device.
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.opts.amp else contextlib.nullcontext()
+        on_device = torch.device(self.device) if self.device.type != "cpu" else contextlib.nullcontext()
+        with on_device, amp:
+            logs = self.training.train(step, lambda: self._batch(gen))
+        distributed.average_buffers(self.G)  # running means (w_avg, BN statistics) as one process has them
         self._update_ema()
         self.step += 1
         return logs
@@ -217,6 +237,8 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------------------
     def snapshot(self) -> None:
+        if not distributed.is_main():  # every rank holds the same weights: rank 0 writes
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.finalize_ema()
         self.save_state()
@@ -241,14 +263,17 @@ class Trainer:
         if self.opts.threads:
             torch.set_num_threads(self.opts.threads)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=self.opts.steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        show = progress and distributed.is_main()
+        bar = tqdm(total=self.opts.steps, initial=self.step, disable=not show, unit="step", dynamic_ncols=True)
         t0, n0 = time.perf_counter(), self.step
         while self.step < self.opts.steps:
             logs = self.train_step()
             self.log = {k: round(v, 4) for k, v in {**self.log, **logs}.items()}
             ips = (self.step - n0) * self.opts.batch_size / max(time.perf_counter() - t0, 1e-9)
             self.images_per_second = ips
-            bar.set_postfix({**{k: f"{v:.3f}" for k, v in self.log.items()}, "img/s": f"{ips:.1f}"}, refresh=False)
+            kimg = self.step * self.opts.batch_size / 1000
+            stats = {"kimg": f"{kimg:.1f}", "s/kimg": f"{1000 / max(ips, 1e-9):.1f}"}
+            bar.set_postfix({**stats, **{k: f"{v:.3f}" for k, v in self.log.items()}}, refresh=False)
             bar.update(1)
             if self.step % self.opts.snap == 0 or self.step == self.opts.steps:
                 self.snapshot()

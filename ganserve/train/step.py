@@ -135,8 +135,11 @@ class TrainingStep:
 
 
 def sample_z(n: int, z_dim: int) -> torch.Tensor:
-    """Training latents from the global RNG (seeded per step by the loop)."""
-    return torch.randn(n, z_dim)
+    """Training latents from the global RNG (seeded per step by the loop): the global batch's draw, this rank's
+    share (``ganserve.train.distributed``; one process: exactly ``torch.randn(n, z_dim)``)."""
+    from ganserve.train.distributed import global_randn
+
+    return global_randn(n, z_dim)
 
 
 __all__ = [
