@@ -181,8 +181,8 @@ def train_classifier(
             bar.set_postfix(loss=f"{total / seen:.3f}")
         acc, _ = accuracy_by_class(predict(model, test_x), test.labels.numpy(), config.num_classes)
         history.append({"epoch": epoch + 1, "loss": total / seen, "test_accuracy": acc})
-        if progress:
-            print(f"epoch {epoch + 1}: loss {total / seen:.4f}, real test accuracy {acc:.4f}", file=sys.stderr)
+        # one line per epoch even without bars: a CPU run takes minutes, its log should say how far it got
+        print(f"epoch {epoch + 1}: loss {total / seen:.4f}, real test accuracy {acc:.4f}", file=sys.stderr, flush=True)
     acc, per = accuracy_by_class(predict(model, test_x), test.labels.numpy(), config.num_classes)
     return TrainResult(model.eval(), acc, per, history, time.perf_counter() - t0)
 
