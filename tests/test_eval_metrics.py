@@ -147,3 +147,11 @@ def test_kid_from_precomputed_kernels_equals_kid_from_each_subset(monkeypatch):
     monkeypatch.setattr(metrics, "PRECOMPUTE_KERNELS_UP_TO", 0)
     slow = metrics.kid(real, fake, subsets=10, subset_size=30, seed=3)
     assert fast.mean == pytest.approx(slow.mean, rel=1e-9) and fast.std == pytest.approx(slow.std, rel=1e-6)
+
+
+def test_fid_from_samples_equals_fid_from_covariances_when_samples_are_fewer_than_dimensions():
+    rng = np.random.default_rng(10)
+    real, fake = rng.normal(size=(30, 50)), rng.normal(size=(40, 50)) * 1.5 + 0.2  # N < D: the sample form
+    via_stats = metrics.frechet_distance(metrics.gaussian_stats(real), metrics.gaussian_stats(fake))
+    assert metrics.fid(real, fake) == pytest.approx(via_stats, rel=1e-7)  # eigh of singular S: sqrt of round-off
+    assert metrics.fid(real, real.copy()) == pytest.approx(0.0, abs=1e-8)

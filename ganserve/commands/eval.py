@@ -69,7 +69,30 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--out", help="where --train-classifier writes its .safetensors")
     g.add_argument("--epochs", type=int, default=8)
     g.add_argument("--seed", type=int, default=0)
+    # What the command line was, rebuilt from the parsed options (also right when called as ganserve.cli.main(argv))
+    _FLAGS.clear()
+    _FLAGS.extend((a.option_strings[-1], a.dest, a.default, a.nargs) for a in p._actions if a.option_strings
+                  and a.dest != "help")  # fmt: skip
     return p
+
+
+_FLAGS: list[tuple[str, str, Any, Any]] = []
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """``ganserve eval`` plus every option that differs from its default, in the parser's order; the settings that
+    define a result are always written, so the record stays a recipe if a default changes."""
+    always = {"epochs", "seed"} if args.train_classifier else {"n", "psi"}
+    argv = ["ganserve", "eval"]
+    for flag, dest, default, nargs in _FLAGS:
+        value = getattr(args, dest, default)
+        if value == default and dest not in always:
+            continue
+        if nargs == 0:  # store_true
+            argv.append(flag)
+        else:
+            argv += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    return shlex.join(argv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
         model = ganserve.load(args.model, device=args.device)
     result = evaluate(model, opts)
-    result["command"] = shlex.join(["ganserve", "eval", *_argv(args)])
+    result["command"] = command_line(args)
     result["date"] = time.strftime("%Y-%m-%d", time.gmtime())
     text = json.dumps(result, indent=2)
     if args.json_out:
@@ -115,11 +138,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _argv(args: argparse.Namespace) -> list[str]:
-    argv = sys.argv[1:]
-    return argv[argv.index("eval") + 1 :] if "eval" in argv else argv
-
-
 def _train_classifier(args: argparse.Namespace) -> int:
     if not args.out:
         raise CommandError("--train-classifier needs --out PATH.safetensors")
@@ -132,7 +150,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     settings = TrainSettings(epochs=args.epochs, seed=args.seed)
     train, test = load_fashion_mnist(32, split="train"), load_fashion_mnist(32, split="test")
     result = train_classifier(train, test, settings, progress=not args.no_progress)
-    command = shlex.join(["ganserve", "eval", *_argv(args)])
+    command = command_line(args)
     save_classifier(args.out, result, data, settings, command)
     print(json.dumps({"out": args.out, "test_accuracy": result.test_accuracy, "seconds": round(result.seconds, 1),
                       "per_class_test_accuracy": result.per_class_test_accuracy}, indent=2))  # fmt: skip
