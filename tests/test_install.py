@@ -70,3 +70,12 @@ def test_unknown_name_says_where_it_looked_and_how_to_add_a_folder(wheel_venv, t
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "unknown model 'no-such-model'" in proc.stderr and "GANSERVE_CHECKPOINTS" in proc.stderr
     assert str(wheel_venv) in proc.stderr  # names the bundled folder it searched
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """The explicit packages list (needed for the kernels/ export/ handlers/ mapping) must not miss a new folder."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ganserve").rglob("__init__.py")}
+    assert on_disk <= listed, f"add to pyproject's packages: {sorted(on_disk - listed)}"
