@@ -16,6 +16,7 @@ in units of that std for both methods. A family supports edits by giving its sam
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,10 @@ def get(model: nn.Module, method: str = "sefa") -> Directions:
         with contextlib.suppress(OSError):  # a read-only cache only costs recomputation
             save_tensors(path, {"vectors": found.vectors, "stds": found.stds, "strengths": found.strengths},
                          {"family": model.family, "kind": "directions", "config": {"method": method}})  # fmt: skip
+            prefix = path.name.rsplit("-", 1)[0]  # "<model>.<method>": the digest has no dash
+            for stale in path.parent.glob(f"{glob.escape(prefix)}-*.directions.safetensors"):
+                if stale != path:  # directions of an earlier version of this checkpoint
+                    stale.unlink()
     memo[method] = found
     return found
 
