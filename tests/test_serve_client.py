@@ -65,10 +65,11 @@ def sleeps(monkeypatch) -> list[float]:
 
 
 WORKER_DIED = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."}, {})
+WORKER_DIED_500 = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."}, {})
 QUEUE_FULL = (503, {"code": 503, "type": "ServiceUnavailableException", "message": "Please use scale workers"}, {})
 
 
-@pytest.mark.parametrize("failure", [WORKER_DIED, QUEUE_FULL])
+@pytest.mark.parametrize("failure", [WORKER_DIED, WORKER_DIED_500, QUEUE_FULL])
 def test_a_lost_request_is_sent_again_once_with_the_same_body(failure, sleeps):
     with Script([failure]) as s:
         r = Client(s.url).predict_raw("m", {"seeds": [5], "truncation_psi": 0.5})
@@ -96,7 +97,7 @@ def test_retry_after_is_honoured_and_capped(sleeps):
 
 
 @pytest.mark.parametrize("status", [400, 404, 413, 500])
-def test_other_errors_are_not_retried(status, sleeps):
+def test_other_errors_are_not_retried(status, sleeps):  # a 500 of ganserve's handler would only repeat
     with Script([(status, {"error": "x", "field": "", "message": "no"}, {})]) as s:
         assert Client(s.url).predict_raw("m", {"seeds": [1]}).status_code == status
     assert len(s.seen) == 1 and sleeps == []

@@ -1,9 +1,9 @@
 """A small HTTP client for a ganserve TorchServe: predictions, the model list, model descriptions.
 
 Keys come from arguments or from TorchServe's key_file.json, which is re-read whenever it changes and after a key
-is refused (TorchServe rewrites it when keys are regenerated through its token API). A 503 (queue full) or 507
-(the worker holding the request died) is retried once after a short wait: requests are pure, so the same body gives
-the same pixels whichever worker answers it.
+is refused (TorchServe rewrites it when keys are regenerated through its token API). A 503 (queue full) or
+TorchServe's "Worker died." (507, sometimes 500) is retried once after a short wait: requests are pure, so the same
+body gives the same pixels whichever worker answers it.
 """
 
 from __future__ import annotations
@@ -66,6 +66,20 @@ def token_refused(resp: requests.Response) -> bool:
     return isinstance(data, dict) and (
         "InvalidKey" in str(data.get("type", "")) or "Token Authorization failed" in str(data.get("message", ""))
     )
+
+
+def worth_retrying(resp: requests.Response) -> bool:
+    """503 (the frontend's queue is full) and TorchServe's "Worker died." (507, or 500 when the frontend has not yet
+    seen the worker's exit code): the request never ran to an answer, and sending it again is safe."""
+    if resp.status_code in RETRY_STATUSES:
+        return True
+    if resp.status_code != 500:
+        return False
+    try:
+        data = resp.json()
+    except ValueError:
+        return False
+    return isinstance(data, dict) and str(data.get("message", "")).strip() == "Worker died."
 
 
 def retry_wait(resp: requests.Response, default: float) -> float:
@@ -143,7 +157,7 @@ class Client:
                 self._reload_keys(force=True)  # the keys may have been regenerated since the last read
                 reloaded = True
                 continue
-            if resp.status_code in RETRY_STATUSES and attempt < self.retries:
+            if attempt < self.retries and worth_retrying(resp):
                 attempt += 1
                 time.sleep(retry_wait(resp, self.retry_wait_s))
                 continue

@@ -104,6 +104,19 @@ class HTTPBackend:
         )
         return decode_body(resp.content, resp.headers.get("Content-Type", ""))
 
+    def generate_many(self, name: str, requests: list[dict[str, Any]]) -> list[list[Picture]]:
+        """Several requests in parallel (TorchServe batches them across its workers)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(4, max(len(requests), 1))) as pool:
+            return list(pool.map(lambda r: self.generate(name, r), requests))
+
+    def project(self, name: str, request: dict[str, Any], progress: Any = None) -> Picture:
+        """A plain ``project`` request: the server answers when the optimisation is done (HTTP carries no progress
+        events; ``progress`` is not called)."""
+        (pic,) = self.generate(name, request)
+        return pic
+
 
 def _error(resp: Any) -> BackendError:
     """A readable error from a non-200 answer: ganserve's {"field", "message"}, TorchServe's {"code", "message"}."""
@@ -120,7 +133,9 @@ def _error(resp: Any) -> BackendError:
             f"the server refused the request ({resp.status_code}, token authorisation): check the key file "
             "(`ganserve serve` prints its path; --key-file)"
         )
-    if resp.status_code in (503, 507):  # still so after the client's retry
+    from ganserve.serving.client import worth_retrying
+
+    if worth_retrying(resp):  # still so after the client's retry
         what = "its queue for this model is full" if resp.status_code == 503 else "the worker serving it stopped"
         return BackendError(f"the server is busy ({resp.status_code}: {what}); try again in a moment")
     if isinstance(data, dict) and "message" in data:
