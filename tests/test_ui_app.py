@@ -198,13 +198,18 @@ def test_restore_refuses_a_png_without_params(client, tmp_path):
         ("/generate", {"seed": -3}, "Invalid seed: expected a whole number"),
         ("/style_mix", {"row_seeds": "1", "col_seeds": "2", "layers": "custom", "start": 5, "stop": 3},
          "Invalid style_mix.layers: expected 0 <= A <= B, got [5, 3]"),
-        ("/style_mix", {"row_seeds": "0-8", "col_seeds": "0-8", "layers": "fine"},
+        ("/style_mix", {"row_seeds": "0-8", "col_seeds": "0-8", "layers": "coarse"},
          "Invalid seeds: 81 images requested; the limit is 64"),
+        # 'tiny' has 6 ws: the fine group (64^2 and up) holds none of them
+        ("/style_mix", {"row_seeds": "1", "col_seeds": "2", "layers": "fine"},
+         "Invalid style_mix.layers: 'fine' holds no layers in this model (choices: coarse, middle, custom)"),
+        ("/generate", {"seed": 1.5}, "Invalid seed: expected a whole number"),
+        ("/generate", {"seed": 3, "psi": 5}, "Invalid truncation_psi: expected a number from -1 to 2, got 5"),
     ],
 )  # fmt: skip
 def test_errors_are_readable_lines(client, endpoint, kwargs, message):
     with pytest.raises(gradio_client.exceptions.AppError) as err:
-        client.predict(model="tiny", **kwargs, **COMMON, api_name=endpoint)
+        client.predict(model="tiny", **{**COMMON, **kwargs}, api_name=endpoint)
     text = str(err.value)
     assert message in text
     assert "Traceback" not in text

@@ -1,10 +1,17 @@
-"""End to end in a real headless browser (Debian's chromium, driven by Playwright's Python package): load the page,
-change seed and psi, generate, and check that the new image is the core's; then restore settings by uploading it."""
+"""End to end in a real headless browser (Debian's chromium, driven by Playwright's Python package, loopback only):
+generate, live controls (Enter, arrow keys, released sliders), the settings in the URL, refused inputs, the direction
+sliders and their strips, projection of an image, the seed browser, restore by upload, and the layout (grid fully
+shown, whole-number scaling, labels off the pictures, alt texts, keyboard focus, a phone-sized window).
+
+Every wait is on a condition in the page (an image's src, a status line, the URL), never a fixed sleep.
+"""
 
 from __future__ import annotations
 
 import io
 import socket
+import time
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -23,10 +30,20 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright's own browser dow
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]  # fmt: skip
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
+TIMINGS: dict[str, float] = {}  # measured in the browser, printed at the end of the module (pytest -s)
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_models_dir):
+def latents_dir(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("latents")
+    mp.setenv("GANSERVE_LATENTS", str(d))  # projected ws go here, not to the user's cache
+    yield d
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_models_dir, latents_dir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -34,105 +51,422 @@ def app_url(tiny_models_dir):
     _, url, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
     yield url
     app.close()
+    if TIMINGS:
+        print("\nbrowser timings (s):", {k: round(v, 2) for k, v in TIMINGS.items()})
 
 
 @pytest.fixture(scope="module")
-def page():
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(30_000)
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
-def shown_image(page) -> tuple[str, bytes]:
-    img = page.locator("#image img")
-    src = img.get_attribute("src")
+@pytest.fixture()
+def page(browser):
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(60_000)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_dir):
+    return {name: ganserve.load(tiny_models_dir / f"{name}.safetensors") for name in ("tiny", "tiny-cond")}
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------------
+
+
+def open_page(page, url: str) -> None:
+    """Open the page and wait until its load event has finished (the status line says so)."""
+    page.goto(url)
+    page.wait_for_function("() => { const s = document.querySelector('#status'); return s && s.innerText.trim(); }")
+
+
+def wait_status(page, text: str) -> str:
+    page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text)
+    return page.locator("#status").inner_text()
+
+
+def shown_png(page, selector: str = "#image img") -> tuple[str, bytes]:
+    src = page.locator(selector).get_attribute("src")
     return src, page.request.get(src).body()
 
 
-def set_number(page, selector: str, value: str) -> None:
-    box = page.locator(selector)
+def wait_new_image(page, old: str | None, selector: str = "#image img") -> tuple[str, bytes]:
+    page.wait_for_function(
+        "([sel, old]) => { const i = document.querySelector(sel); return i && i.src && i.src !== old; }",
+        arg=[selector, old],
+    )
+    return shown_png(page, selector)
+
+
+def pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.format == "PNG"
+        a = np.asarray(im)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def set_number(page, selector: str, value: str, key: str = "Tab") -> None:
+    """Type into a number box (a slider's, or a gr.Number) and leave it: Tab releases a slider, Enter submits."""
+    box = page.locator(f"{selector} input[type=number]").first
     box.fill(value)
-    box.press("Tab")  # Gradio takes the value on change / blur
+    box.press(key)
 
 
-def fill_text(page, selector: str, value: str) -> None:
-    """Type into a Gradio textbox and leave it, so the app has the value before the next click reads it.
+RETRIES = {"count": 0}
 
-    An update still in flight from an earlier event (page load, a model switch) can reset the box after it was
-    typed into: type again until the value stays put.
-    """
+
+def fill_text(page, selector: str, value: str, key: str = "Tab") -> None:
+    """Type into a Gradio textbox and leave it (Enter submits). Pages are used only after their load event has
+    finished (``open_page``), so nothing resets the box; the retry stays as a guard and is counted."""
     box = page.locator(f"{selector} textarea, {selector} input").first
-    for _ in range(40):
+    for attempt in range(10):
         box.fill(value)
-        box.press("Tab")
-        page.wait_for_timeout(250)
         if box.input_value() == value:
-            page.wait_for_timeout(250)
-            if box.input_value() == value:
-                return
+            box.press(key)
+            return
+        RETRIES["count"] = attempt + 1
     raise AssertionError(f"{selector} would not keep the value {value!r}")
 
 
-def test_generate_in_the_browser(page, app_url, tiny_models_dir, tmp_path):
-    page.goto(app_url)
-    page.wait_for_selector("#generate")
-    assert page.locator("#image img").count() == 0
+def query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
 
-    set_number(page, "#seed input[type=number]", "42")
-    set_number(page, "#psi input[type=number]", "0.5")
+
+def refusal(page) -> str:
+    page.wait_for_selector("#gs-refusal:not([hidden])")
+    return page.locator("#gs-refusal span").inner_text()
+
+
+# ---- tests ----------------------------------------------------------------------------------------------------------
+
+
+def test_generate_restore_twice_and_render(page, app_url, models, tmp_path):
+    open_page(page, app_url)
+    assert page.locator("#image img").count() == 0
+    set_number(page, "#seed", "42")
+    set_number(page, "#psi", "0.5")
+    t0 = time.perf_counter()
     page.click("#generate")
     page.wait_for_selector("#image img")
-    src, png = shown_image(page)
-
-    G = ganserve.load(tiny_models_dir / "tiny.safetensors")
-    want = sample(G, seeds=[42], truncation_psi=0.5)
-    with Image.open(io.BytesIO(png)) as im:
-        assert im.format == "PNG"
-        np.testing.assert_array_equal(np.asarray(im), want.images[0])
+    TIMINGS["generate (click to image)"] = time.perf_counter() - t0
+    src, png = shown_png(page)
+    want = sample(models["tiny"], seeds=[42], truncation_psi=0.5)
+    np.testing.assert_array_equal(pixels(png), want.images[0])
     assert read_png_params(png) == want.params[0]
-    page.wait_for_function("() => document.querySelector('#params').innerText.includes('0.5')")
-    assert "42" in page.locator("#params").inner_text()
+    assert "seed 42" in page.locator("#image img").get_attribute("alt")  # defect 6: a real alt text
+    assert page.locator("button[aria-label=Share], button[title=Share]").count() == 0  # defect 2
 
-    # A new seed gives a new image in place of the old one.
-    set_number(page, "#seed input[type=number]", "43")
-    page.click("#generate")
-    page.wait_for_function(
-        "old => { const i = document.querySelector('#image img'); return i && i.src !== old; }", arg=src
-    )
-    _, png2 = shown_image(page)
+    # Enter in the seed box renders (live); the released psi slider too.
+    set_number(page, "#seed", "43", key="Enter")
+    src, png2 = wait_new_image(page, src)
     assert read_png_params(png2)["seeds"] == [43]
-    assert png2 != png
 
-    # Uploading the first image restores its settings.
-    saved = tmp_path / "seed42.png"
-    saved.write_bytes(png)
-    page.locator("input[type=file]").first.set_input_files(str(saved))
-    page.wait_for_function("() => document.querySelector('#seed input').value === '42'")
+    # Restore on the page: the controls come back AND the image is rendered (defect 1), and the drop zone takes a
+    # second file at once.
+    first = tmp_path / "seed42.png"
+    first.write_bytes(png)
+    page.locator("#restore input[type=file]").set_input_files(str(first))
+    src, png3 = wait_new_image(page, src)
+    assert read_png_params(png3)["seeds"] == [42]
+    assert page.locator("#seed input").input_value() == "42"
     assert page.locator("#psi input[type=number]").input_value() == "0.5"
-    assert "Restored" in page.locator("#status").inner_text()
-    page.screenshot(path=str(tmp_path / "ui.png"))
+    assert "Restored" in wait_status(page, "Restored")
+    second = tmp_path / "seed43.png"
+    second.write_bytes(png2)
+    page.locator("#restore input[type=file]").wait_for(state="attached")
+    page.locator("#restore input[type=file]").set_input_files(str(second))
+    src, png4 = wait_new_image(page, src)
+    assert read_png_params(png4)["seeds"] == [43]
 
 
-def test_server_errors_show_as_messages(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#generate")
+def test_url_state_round_trip(page, browser, app_url, models):
+    # A fresh page opened from a link sets the controls and renders, with no click.
+    t0 = time.perf_counter()
+    open_page(page, f"{app_url}?model=tiny-cond&class=2&seed=7&psi=0.6&noise=random&tab=seed")
+    page.wait_for_selector("#image img")
+    TIMINGS["open a link to an image"] = time.perf_counter() - t0
+    src, png = shown_png(page)
+    want = sample(models["tiny-cond"], seeds=[7], truncation_psi=0.6, noise_mode="random", **{"class": 2})
+    np.testing.assert_array_equal(pixels(png), want.images[0])
+    assert page.locator("#class input").input_value() == "2: triangle"
+
+    # A live change (psi released) re-renders and writes the URL; that URL reopens the same image elsewhere.
+    set_number(page, "#psi", "0.8")
+    src, png = wait_new_image(page, src)
+    page.wait_for_function("() => location.search.includes('psi=0.8')")
+    q = query(page)
+    assert (q["model"], q["class"], q["seed"], q["tab"], q["noise"]) == ("tiny-cond", "2", "7", "seed", "random")
+    other = browser.new_page()
+    try:
+        open_page(other, page.url)
+        other.wait_for_selector("#image img")
+        _, png_other = shown_png(other)
+        np.testing.assert_array_equal(pixels(png_other), pixels(png))
+    finally:
+        other.close()
+
+    # The grid tab from a link; a bad value in a link is refused with a message, the rest still applies.
+    open_page(page, f"{app_url}?model=tiny&tab=grid&grid=3-5&psi=5")
+    page.locator("#grid-gallery .thumbnail-item").nth(2).wait_for()
+    assert page.locator("#grid-gallery .thumbnail-item").count() == 3
+    assert "psi: expected a number from -1 to 2, got 5" in page.locator(".toast-body").first.inner_text()
+    assert page.locator("#psi input[type=number]").input_value() == "1"
+
+
+def test_live_controls_collapse_to_the_latest(page, app_url, models):
+    open_page(page, app_url)
+    set_number(page, "#seed", "10", key="Enter")
+    page.wait_for_selector("#image img")
+    src, _ = shown_png(page)
+    # One arrow key: seed + 1, rendered.
+    page.locator("#seed input").focus()
+    t0 = time.perf_counter()
+    page.keyboard.press("ArrowUp")
+    src, png = wait_new_image(page, src)
+    TIMINGS["arrow key to new image"] = time.perf_counter() - t0
+    assert read_png_params(png)["seeds"] == [11]
+    # Five quick presses: the box counts every one, renders collapse, and the last one shown is seed 16.
+    for _ in range(5):
+        page.keyboard.press("ArrowUp")
+    assert page.locator("#seed input").input_value() == "16"
+    page.wait_for_function("() => (document.querySelector('#image img')?.alt || '').includes('seed 16')")
+    _, png = shown_png(page)
+    np.testing.assert_array_equal(pixels(png), sample(models["tiny"], seeds=[16]).images[0])
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => (document.querySelector('#image img')?.alt || '').includes('seed 15')")
+    # A released slider (cutoff) re-renders the shown tab.
+    src, _ = shown_png(page)
+    set_number(page, "#psi", "0.3")
+    set_number(page, "#cutoff", "2")
+    page.wait_for_function("() => (document.querySelector('#image img')?.alt || '').includes('ψ 0.3')")
+    page.wait_for_function("() => location.search.includes('cutoff=2')")
+    _, png = shown_png(page)
+    want = sample(models["tiny"], seeds=[15], truncation_psi=0.3, truncation_cutoff=2)
+    np.testing.assert_array_equal(pixels(png), want.images[0])
+
+
+def test_bad_inputs_are_refused_not_clamped(page, app_url):
+    open_page(page, app_url)
+    set_number(page, "#seed", "5", key="Enter")
+    page.wait_for_selector("#image img")
+    src, _ = shown_png(page)
+    cases = [
+        ("#psi", "", "Tab", "Truncation ψ: enter a number between -1 and 2", "1"),
+        ("#psi", "5", "Tab", "Truncation ψ: 5 is not between -1 and 2", "1"),
+        ("#psi", "-3", "Tab", "Truncation ψ: -3 is not between -1 and 2", "1"),
+        ("#seed", "1.5", "Enter", "Seed: 1.5 is not a whole number", "5"),
+        ("#seed", "-1", "Enter", "Seed: -1 is not between 0 and", "5"),
+    ]
+    for selector, typed, key, message, kept in cases:
+        set_number(page, selector, typed, key)
+        assert message in refusal(page)
+        assert page.locator(f"{selector} input[type=number]").first.input_value() == kept
+        page.locator("#gs-refusal button").click()
+    page.get_by_role("tab", name="Interpolation").click()
+    set_number(page, "#interp-frames", "100")
+    assert "Frames: 100 is not between 2 and 32" in refusal(page)
+    assert page.locator("#interp-frames input[type=number]").input_value() == "8"
+    # Nothing was rendered for any of them: the image is still seed 5's.
+    page.get_by_role("tab", name="Seed", exact=True).click()
+    assert page.locator("#image img").get_attribute("src") == src
+    # A server-side refusal (too many seeds) is one line: a toast and the status, no error badge, nothing dimmed.
     page.get_by_role("tab", name="Seed grid").click()
-    fill_text(page, "#grid-seeds", "0-99")
-    page.click("#grid-generate")
+    fill_text(page, "#grid-seeds", "0-99", key="Enter")
     toast = page.locator(".toast-body").first
     toast.wait_for()
-    text = toast.inner_text()
-    assert "100 images requested; the limit is 64" in text
-    assert "Traceback" not in text
-    assert page.locator("#grid-generate").is_enabled()  # the page stays usable
+    assert "100 images requested; the limit is 64" in toast.inner_text()
+    assert "Traceback" not in toast.inner_text()
+    assert "limit is 64" in wait_status(page, "limit is 64")
+    assert page.locator("[data-testid=status-tracker] .error").count() == 0
+    assert page.locator("[data-testid=status-tracker].translucent:not(.hide)").count() == 0
+    assert page.locator("#grid-generate").is_enabled()
+
+
+def test_direction_sliders_and_strips(page, app_url, models):
+    G = models["tiny"]
+    open_page(page, app_url)
+    set_number(page, "#seed", "4", key="Enter")
+    page.wait_for_selector("#image img")
+    src, png0 = shown_png(page)
+    t0 = time.perf_counter()
+    page.locator("#directions").get_by_text("Semantic directions").click()
+    page.wait_for_selector("#strip-9 img", state="attached")
+    TIMINGS["open directions: 10 strips of 7"] = time.perf_counter() - t0
+    assert page.locator("#edit-0").is_visible() and page.locator("#edit-9").is_visible()
+    # A strip: the seed at -3 .. +3 along that direction; its middle is the unedited image.
+    strip = pixels(page.request.get(page.locator("#strip-1 img").get_attribute("src")).body())
+    h = G.config.resolution
+    assert strip.shape[:2] == (h, 7 * h)
+    np.testing.assert_array_equal(strip[:, 3 * h : 4 * h], pixels(png0))
+    want = sample(G, seeds=[4], edits=[{"direction": 1, "amount": 3.0, "method": "sefa"}]).images[0]
+    np.testing.assert_array_equal(strip[:, 6 * h :], want)
+
+    # Releasing a slider edits the shown image; amount 0 is the unedited image exactly.
+    set_number(page, "#edit-2", "2")
+    src, png = wait_new_image(page, src)
+    want = sample(G, seeds=[4], edits=[{"direction": 2, "amount": 2.0, "method": "sefa"}])
+    np.testing.assert_array_equal(pixels(png), want.images[0])
+    assert read_png_params(png)["edits"] == want.params[0]["edits"]
+    page.wait_for_function("() => location.search.includes('edit_2=2')")
+    # Edits apply to the other tabs' requests too.
+    page.get_by_role("tab", name="Seed grid").click()
+    fill_text(page, "#grid-seeds", "4,9", key="Enter")
+    page.locator("#grid-gallery .thumbnail-item").nth(1).wait_for()
+    first_thumb = page.locator("#grid-gallery .thumbnail-item img").first.get_attribute("src")
+    np.testing.assert_array_equal(pixels(page.request.get(first_thumb).body()), want.images[0])
+    page.get_by_role("tab", name="Seed", exact=True).click()
+    # PCA, on the coarse layers only.
+    page.locator("#edit-method").get_by_text("PCA").click()
+    src, png = wait_new_image(page, src)
+    want = sample(G, seeds=[4], edits=[{"direction": 2, "amount": 2.0, "method": "pca"}])
+    np.testing.assert_array_equal(pixels(png), want.images[0])
+    set_number(page, "#edit-2", "0")
+    src, png = wait_new_image(page, src)
+    np.testing.assert_array_equal(pixels(png), pixels(png0))
+    assert "edits" not in read_png_params(png)
+
+
+def test_projection_round_trip(page, app_url, models, tmp_path):
+    G = models["tiny"]
+    target = tmp_path / "target.png"
+    Image.fromarray(sample(G, seeds=[3]).images[0]).save(target)
+    open_page(page, app_url)
+    page.get_by_role("tab", name="Projection").click()
+    page.locator("#project-image input[type=file]").set_input_files(str(target))
+    set_number(page, "#project-steps", "6")
+    # Progress: a flag flips when Gradio's progress display appears over the reconstruction.
+    page.evaluate("""() => { window.sawProgress = false; new MutationObserver(() => {
+        const r = document.querySelector('#project-result');
+        if (r && r.querySelector('.progress-text, .eta-bar, .meta-text')) window.sawProgress = true;
+        }).observe(document.body, {subtree: true, childList: true}); }""")
+    t0 = time.perf_counter()
+    page.click("#project-run")
+    page.wait_for_selector("#project-result img")
+    TIMINGS["project 6 steps (tiny)"] = time.perf_counter() - t0
+    assert page.evaluate("window.sawProgress")
+    info = page.locator("#project-info").inner_text()
+    assert "PSNR" in info and "dB" in info
+    _, recon = shown_png(page, "#project-result img")
+    params = read_png_params(recon)
+    w = params["w"]
+    assert page.locator("#w-source input, #w-source textarea").first.input_value() == w
+    # The core answers the same request with the same w, pixels and parameters.
+    want = sample(G, project=_b64(target), project_steps=6, truncation_psi=1.0)
+    np.testing.assert_array_equal(pixels(recon), want.images[0])
+    assert params == want.params[0]
+
+    # The projected w is now the Seed tab's source (edits apply to it), and the mixing figure's row.
+    page.get_by_role("tab", name="Seed", exact=True).click()
+    page.click("#generate")
+    page.wait_for_function("w => (document.querySelector('#image img')?.alt || '').includes(w)", arg=w)
+    _, png = shown_png(page)
+    np.testing.assert_array_equal(pixels(png), sample(G, w=w).images[0])
+    page.get_by_role("tab", name="Style mixing").click()
+    page.click("#mix-generate")
+    page.wait_for_selector("#mix-figure-view img")
+    assert w in page.locator("#mix-figure-view .gs-figure-rows").inner_text()
+    # Back to seeds.
+    page.click("#use-seeds")
+    page.wait_for_function("() => !location.search.includes('w=w')")
+    assert page.locator("#w-source input, #w-source textarea").first.input_value() == ""
+
+
+def _b64(path) -> str:
+    import base64
+
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_seed_browser_sends_seeds(page, app_url):
+    open_page(page, app_url)
+    page.get_by_role("tab", name="Seed browser").click()
+    t0 = time.perf_counter()
+    page.click("#browse-next")
+    wait_status(page, "seeds 64-127")
+    TIMINGS["seed browser page of 64"] = time.perf_counter() - t0
+    thumbs = page.locator("#browse-gallery .thumbnail-item")
+    assert thumbs.count() == 64
+    # Click through: to the mixing columns, to the interpolation end, then to Seed (which switches tab and renders).
+    page.locator("#send-to").get_by_text("Style mixing: add to the column seeds").click()
+    thumbs.nth(2).click()
+    wait_status(page, "Seed 66 added to the style-mixing column seeds: 10-13,66")
+    page.locator("#send-to").get_by_text("Interpolation: end").click()
+    thumbs.nth(3).click()
+    wait_status(page, "Seed 67 is the interpolation end")
+    page.locator("#send-to").get_by_text("Seed", exact=True).click()
+    thumbs.nth(5).click()
+    page.wait_for_function("() => (document.querySelector('#image img')?.alt || '').includes('seed 69')")
+    assert page.locator("#seed input").input_value() == "69"
+    q = query(page)
+    assert (q["cols"], q["to"], q["seed"], q["tab"]) == ("10-13,66", "67", "69", "seed")
+    page.get_by_role("tab", name="Style mixing").click()
+    assert page.locator("#mix-cols textarea, #mix-cols input").first.input_value() == "10-13,66"
+
+
+def test_layout_and_accessibility(page, browser, app_url):
+    open_page(page, app_url)
+    # Style mixing offers only the groups 'tiny' (6 ws) has; the custom sliders show only for 'custom'.
+    page.get_by_role("tab", name="Style mixing").click()
+    labels = page.locator("#mix-layers label").all_inner_texts()
+    assert [t.strip() for t in labels] == ["coarse", "middle", "custom"]
+    assert not page.locator("#mix-first").is_visible()
+    page.locator("#mix-layers").get_by_text("custom").click()
+    page.locator("#mix-first").wait_for(state="visible")
+    page.wait_for_selector("#mix-figure-view img")
+    # The figure: a whole-number scale, seed labels over the columns and beside the rows.
+    fig = page.locator("#mix-figure-view img")
+    natural, shown = fig.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+    assert shown >= natural and shown % natural == 0
+    assert page.locator("#mix-figure-view .gs-figure-cols").inner_text().split() == [
+        "seed", "10", "seed", "11", "seed", "12", "seed", "13"]  # fmt: skip
+    assert "seed 0" in page.locator("#mix-figure-view .gs-figure-rows").inner_text()
+
+    # A 64-seed grid is shown whole: no scroll box, every thumbnail inside the gallery, captions under the pictures.
+    page.get_by_role("tab", name="Seed grid").click()
+    fill_text(page, "#grid-seeds", "0-63", key="Enter")
+    page.locator("#grid-gallery .thumbnail-item").nth(63).wait_for()
+    page.locator("#grid-gallery .thumbnail-item img").nth(63).wait_for()
+    box = page.locator("#grid-gallery").bounding_box()
+    last = page.locator("#grid-gallery .thumbnail-item").nth(63).bounding_box()
+    assert last["y"] + last["height"] <= box["y"] + box["height"] + 1
+    scroll = page.locator("#grid-gallery .grid-wrap").evaluate("e => [e.scrollHeight, e.clientHeight]")
+    assert scroll[0] <= scroll[1] + 1
+    img = page.locator("#grid-gallery .thumbnail-item img").first.bounding_box()
+    cap = page.locator("#grid-gallery .caption-label").first.bounding_box()
+    assert cap["y"] >= img["y"] + img["height"] - 1  # the caption is under the picture, not on it
+    label = page.locator("#grid-gallery [data-testid=block-label]").bounding_box()
+    assert label["y"] + label["height"] <= img["y"] + 1  # the gallery's label is above the first row
+
+    # The 32-frame strip is readable: at least 64 px tall, a whole-number scale, frame labels.
+    page.get_by_role("tab", name="Interpolation").click()
+    set_number(page, "#interp-frames", "32")
+    page.wait_for_function("() => document.querySelectorAll('#interp-strip-view .gs-figure-cols span').length === 32")
+    h, nh = page.locator("#interp-strip-view img").evaluate("i => [i.getBoundingClientRect().height, i.naturalHeight]")
+    assert h >= 64 and h % nh == 0
+
+    # Keyboard focus on a slider is visible.
+    page.locator("#psi input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    outline = page.locator("#psi input[type=range]").evaluate("e => getComputedStyle(e).outlineStyle")
+    assert outline != "none"
+
+    # A phone-sized window: Generate is on the first screen.
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        open_page(phone, app_url)
+        top = phone.locator("#generate").bounding_box()["y"]
+        assert top + 40 < 844, top
+    finally:
+        phone.close()
 
 
 def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#generate")
+    open_page(page, app_url)
     assert not page.locator("#class").is_visible()  # 'tiny' is unconditional
     page.locator("#model input").click()
     page.get_by_role("option", name="tiny-cond").click()
@@ -146,9 +480,9 @@ def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, ap
     page.get_by_role("option", name="2: triangle").click()
 
     page.get_by_role("tab", name="Seed grid").click()
-    fill_text(page, "#grid-seeds", "5-8")
-    page.click("#grid-generate")
-    thumbs = page.locator("#grid-gallery button.thumbnail-item, #grid-gallery .thumbnail-item")
+    fill_text(page, "#grid-seeds", "5-8", key="Enter")
+    page.wait_for_function("() => location.search.includes('grid=5-8') && location.search.includes('class=2')")
+    thumbs = page.locator("#grid-gallery .thumbnail-item")
     thumbs.nth(3).wait_for()
     assert thumbs.count() == 4
     thumbs.nth(2).click()
@@ -158,3 +492,4 @@ def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, ap
     )
     text = "".join(page.locator("#params").inner_text().split())
     assert '"class":2' in text and '"model":"tiny-cond"' in text
+    assert RETRIES["count"] == 0  # no typed value was lost to an update in flight

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,6 +54,8 @@ class ModelInfo:
     classes: list[str] = field(default_factory=list)
     schema: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    layer_groups: dict[str, list[int]] = field(default_factory=dict)  # name -> inclusive [first, last] ws
+    directions: dict[str, Any] = field(default_factory=dict)  # {"methods": [...], "count": N} when edits work
 
     @classmethod
     def from_description(cls, name: str, desc: dict[str, Any]) -> ModelInfo:
@@ -64,6 +67,8 @@ class ModelInfo:
         if not isinstance(schema, dict):
             schema = request_json_schema(family)
         classes = desc.get("classes") or desc.get("class_names") or []
+        groups = desc.get("layer_groups") if isinstance(desc.get("layer_groups"), dict) else {}
+        directions = desc.get("directions") if isinstance(desc.get("directions"), dict) else {}
         return cls(
             name=str(desc.get("name") or desc.get("model") or name),
             family=family,
@@ -72,6 +77,8 @@ class ModelInfo:
             classes=[str(c) for c in classes],
             schema=schema,
             version=str(desc.get("model_version") or desc.get("version") or ""),
+            layer_groups={str(k): [int(v[0]), int(v[1])] for k, v in groups.items() if len(v) == 2},
+            directions=dict(directions),
         )
 
 
@@ -85,6 +92,10 @@ class Backend(Protocol):
     def describe(self, name: str) -> ModelInfo: ...
 
     def generate(self, name: str, request: dict[str, Any]) -> list[Picture]: ...
+
+    # Optional (``ganserve.ui.actions`` falls back when a backend lacks them):
+    #   generate_many(name, requests) -> list[list[Picture]]: several requests at once (one batched render locally)
+    #   project(name, request, progress) -> Picture: a ``project`` request, reporting (step, steps) when it can
 
 
 def decode_body(body: bytes, content_type: str) -> list[Picture]:
@@ -105,6 +116,7 @@ class LocalBackend:
     """Generation in this process: ``ganserve.load`` + the sampling core, models loaded on first use and kept."""
 
     label = "local"
+    reports_progress = True  # project() calls its progress callback per step
 
     def __init__(
         self,
@@ -118,8 +130,8 @@ class LocalBackend:
         self._paths = {k: Path(v) for k, v in (models if models is not None else ganserve.available_models()).items()}
         self._device, self._max_images, self._precision = device, max_images, precision
         self._loaded: dict[str, Any] = {}
-        # Gradio calls from worker threads: load each model once, and run one generation at a time (the core's
-        # batch-invariant switch is process-wide state).
+        # Gradio calls from worker threads: load each model once, and run one generation at a time (renders share
+        # the CPU threads; a projection, minutes long, runs beside them).
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
 
@@ -153,3 +165,59 @@ class LocalBackend:
             raise BackendError(e.message, e.field) from None
         enc = encode_result(result, "json", grid=False)  # the body a server sends: same decoding path
         return decode_body(enc.body, enc.content_type)
+
+    def generate_many(self, name: str, requests: list[dict[str, Any]]) -> list[list[Picture]]:
+        """Several requests rendered together (the core's batched render: the same pixels as one by one)."""
+        from ganserve.requests import RequestError
+        from ganserve.sampling import SampleResult, encode_result, model_name, model_version, plan, render
+
+        G = self.model(name)
+        try:
+            with self._run_lock:
+                plans = [plan(G, {**r, "format": "json"}, max_images=self._max_images) for r in requests]
+                images = render(G, plans)
+        except RequestError as e:
+            raise BackendError(e.message, e.field) from None
+        out = []
+        for p, imgs in zip(plans, images):
+            enc = encode_result(SampleResult(imgs, p.params, p.request, model_name(G), model_version(G)), "json",
+                                grid=False)  # fmt: skip
+            out.append(decode_body(enc.body, enc.content_type))
+        return out
+
+    def project(
+        self, name: str, request: dict[str, Any], progress: Callable[[int, int], None] | None = None
+    ) -> Picture:
+        """A ``project`` request as the core answers it (same w, pixels and parameters), with progress per step.
+
+        The core's request path has no progress hook, so the projection runs here through
+        ``ganserve.projection.project`` (as the core does: batch-invariant kernels, seed 0), the w goes to the
+        latent store, and the reconstruction is the ``w`` request the core would render for it.
+        """
+        from ganserve import latents_store
+        from ganserve.images import ImageDecodeError, decode_image, encode_png
+        from ganserve.models.layers import batch_invariant
+        from ganserve.projection import project
+
+        req = dict(request)
+        image, steps = req.pop("project", None), int(req.pop("project_steps", 300))
+        G = self.model(name)
+        if not image:
+            raise BackendError("upload an image to project", "project")
+        try:
+            target = decode_image(image, G.config.resolution, G.config.img_channels)
+        except ImageDecodeError as e:
+            raise BackendError(f"image {e}", "project") from None
+        except (AttributeError, ValueError) as e:
+            raise BackendError(str(e), "project") from None
+        self.generate(name, {**req, "seeds": [0]})  # validates the other fields before minutes of optimisation
+        try:
+            with batch_invariant():  # thread-local: renders may go on meanwhile
+                result = project(G, target, steps=steps, progress=(lambda k, _loss: progress(k, steps)) if progress
+                                 else None)  # fmt: skip
+        except ValueError as e:
+            raise BackendError(str(e), "project") from None
+        lid = latents_store.save(result.ws.numpy())
+        (pic,) = self.generate(name, {**req, "w": lid})
+        params = {**pic.params, "psnr": round(result.psnr, 3), "project_steps": steps}
+        return Picture(encode_png(pic.array(), params), params)

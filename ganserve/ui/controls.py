@@ -13,6 +13,19 @@ from typing import Any
 from ganserve.ui.backend import ModelInfo
 
 LAYER_PRESETS = ("coarse", "middle", "fine", "custom")
+# The StyleGAN papers' groups as [start, stop) of ws: coarse 4^2-8^2, middle 16^2-32^2, fine 64^2 and up.
+_PAPER_GROUPS = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}
+
+
+def default_layer_groups(num_ws: int) -> dict[str, list[int]]:
+    """Named groups that hold layers in a model with ``num_ws`` ws, as inclusive [first, last] (for descriptions
+    that do not list ``layer_groups``)."""
+    out = {}
+    for name, (lo, hi) in _PAPER_GROUPS.items():
+        hi = num_ws if hi is None else min(hi, num_ws)
+        if lo < hi:
+            out[name] = [lo, hi - 1]
+    return out
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,9 @@ class ControlSpec:
     classes: tuple[str, ...] = ()
     num_ws: int = 0
     interpolate: dict[str, Any] = field(default_factory=dict)  # the interpolate object's properties
+    layer_groups: dict[str, list[int]] = field(default_factory=dict)  # the model's named groups, inclusive ranges
+    direction_methods: tuple[str, ...] = ()  # semantic-direction methods the model offers ([] : no edits)
+    direction_count: int = 0
 
     @classmethod
     def from_info(cls, info: ModelInfo) -> ControlSpec:
@@ -45,7 +61,12 @@ class ControlSpec:
             if enum:
                 choices[name] = enum
         sub = _object_properties(info.schema, props.get("interpolate", {}))
-        return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub)
+        groups = dict(info.layer_groups)
+        if not groups and "style_mix" in props and info.num_ws:  # a description without groups: the papers' split
+            groups = default_layer_groups(info.num_ws)
+        methods = tuple(str(m) for m in info.directions.get("methods", ())) if "edits" in props else ()
+        count = int(info.directions.get("count", 0) or 0) if methods else 0
+        return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub, groups, methods, count)
 
     def has(self, name: str) -> bool:
         return name in self.fields
@@ -67,6 +88,25 @@ class ControlSpec:
     def interpolate_spaces(self) -> tuple[str, ...]:
         """The latent spaces interpolation offers (StyleGAN: w, z; BigGAN, SAGAN: z)."""
         return _enum(self.interpolate.get("space", {})) or ("w", "z")
+
+    @property
+    def edits(self) -> bool:
+        """Semantic-direction sliders: the schema has ``edits`` and the model's description lists directions."""
+        return bool(self.direction_methods) and self.direction_count > 0
+
+    @property
+    def latent_source(self) -> bool:
+        """Requests can start from a latent (``w``: a projection's id) instead of seeds."""
+        return self.has("w")
+
+    @property
+    def projection(self) -> bool:
+        return self.has("project")
+
+    @property
+    def mix_presets(self) -> tuple[str, ...]:
+        """The style-mixing choices: the model's non-empty layer groups, then a custom range."""
+        return (*self.layer_groups, "custom")
 
     @property
     def vq_sampling(self) -> bool:
@@ -161,4 +201,39 @@ def region_fields(spec: ControlSpec, image_b64: str | None, box: list[int] | Non
     out: dict[str, Any] = {"image": image_b64}
     if box is not None:
         out["keep"] = {"box": [int(v) for v in box]}
+    return out
+
+
+MAX_SLIDERS = 10  # direction sliders shown: the strongest directions first
+STRIP_AMOUNTS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # a direction's thumbnail strip, in stds
+ALL_LAYERS = "all"
+
+
+def edit_layers_value(choice: str, first: Any, last: Any) -> str | list[int] | None:
+    """The edits' ``layers``: None for every layer, a group name, or inclusive [first, last] for 'custom'."""
+    if choice in (None, "", ALL_LAYERS):
+        return None
+    if choice == "custom":
+        return [int(first), int(last)]
+    return str(choice)
+
+
+def edits_field(
+    spec: ControlSpec, method: str, layers: str | list[int] | None, amounts: dict[int, float]
+) -> list[dict[str, Any]]:
+    """The request's ``edits`` for the sliders' amounts (directions at 0 are left out: unedited exactly)."""
+    if not spec.edits:
+        return []
+    if method not in spec.direction_methods:
+        raise ValueError(f"unknown direction method '{method}'; this model offers {', '.join(spec.direction_methods)}")
+    out = []
+    for k, amount in sorted(amounts.items()):
+        if amount is None or float(amount) == 0.0:
+            continue
+        if not 0 <= k < spec.direction_count:
+            raise ValueError(f"direction {k} is out of range: the model has {spec.direction_count}")
+        edit: dict[str, Any] = {"direction": int(k), "amount": float(amount), "method": method}
+        if layers is not None:
+            edit["layers"] = layers
+        out.append(edit)
     return out

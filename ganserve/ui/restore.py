@@ -24,19 +24,24 @@ class Restored:
     mix_cols: str | None = None
     mix_layers: str | list[int] | None = None
     interpolate: dict[str, Any] = field(default_factory=dict)  # from_seed, to_seed, steps, space
+    w: str | None = None  # the latent the image started from (a projection's id) instead of a seed
+    edits: list[dict[str, Any]] = field(default_factory=list)  # semantic-direction edits, as recorded
 
     def summary(self) -> str:
         bits = [f"model {self.model}" if self.model else ""]
+        start = self.w or f"seed {self.seed if self.tab == 'seed' else self.interpolate.get('from_seed')}"
         bits.append(
             {
-                "seed": f"seed {self.seed}",
+                "seed": start,
                 "grid": f"seeds {self.seeds}",
-                "mix": f"rows {self.mix_rows} x columns {self.mix_cols}",
-                "interp": f"seed {self.interpolate.get('from_seed')} to {self.interpolate.get('to_seed')}",
+                "mix": f"rows {self.w or self.mix_rows} x columns {self.mix_cols}",
+                "interp": f"{start} to seed {self.interpolate.get('to_seed')}",
             }[self.tab]
         )
         if self.truncation_psi is not None:
             bits.append(f"psi {self.truncation_psi:g}")
+        if self.edits:
+            bits.append(f"{len(self.edits)} edit{'s' if len(self.edits) > 1 else ''}")
         return ", ".join(b for b in bits if b)
 
 
@@ -77,11 +82,15 @@ def mix_layers_param(value: Any) -> str | list[int]:
 def restore_from_params(params: dict[str, Any]) -> Restored:
     """One image's parameters, or a grid's {"grid": [params, ...]} -> the controls that remake it."""
     items = params.get("grid") if isinstance(params.get("grid"), list) else [params]
-    if not items or not isinstance(items[0], dict) or "seeds" not in items[0]:
+    if not items or not all(isinstance(p, dict) and ("seeds" in p or "w" in p) for p in items):
         raise ValueError("the image's parameters hold no seeds: not a ganserve image")
     first = items[0]
-    seeds = _unique([int(p["seeds"][0]) for p in items])
+    seeds = _unique([int(p["seeds"][0]) for p in items if "seeds" in p])
     r = Restored(tab="seed")
+    if "w" in first and isinstance(first["w"], str):
+        r.w = first["w"]
+    if isinstance(first.get("edits"), list):
+        r.edits = [e for e in first["edits"] if isinstance(e, dict) and "direction" in e]
     r.model = first.get("model")
     r.truncation_psi = first.get("truncation_psi")
     r.truncation_cutoff = first.get("truncation_cutoff")
@@ -89,14 +98,14 @@ def restore_from_params(params: dict[str, Any]) -> Restored:
     r.class_ = first.get("class")
     if "style_mix" in first:
         r.tab = "mix"
-        r.mix_rows = format_seeds(seeds)
+        r.mix_rows = format_seeds(seeds) if seeds else None
         r.mix_cols = format_seeds(_unique([int(s) for p in items for s in p["style_mix"]["seeds"]]))
         r.mix_layers = mix_layers_param(first["style_mix"].get("layers", "fine"))
     elif "interpolate" in first:
         ip = first["interpolate"]
         r.tab = "interp"
         r.interpolate = {
-            "from_seed": seeds[0],
+            "from_seed": seeds[0] if seeds else None,
             "to_seed": ip["to_seed"],
             "steps": ip.get("steps", 8),
             "space": ip.get("space", "w"),
@@ -104,7 +113,7 @@ def restore_from_params(params: dict[str, Any]) -> Restored:
     elif len(seeds) > 1:
         r.tab, r.seeds = "grid", format_seeds(seeds)
     else:
-        r.seed = seeds[0]
+        r.seed = seeds[0] if seeds else None
     return r
 
 

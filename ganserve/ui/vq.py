@@ -153,16 +153,7 @@ class VQTab:
             [self.gallery, self.codes_image, params_box, status],
             api_name="vq_resample",
         )
-
-        def visible(name):
-            try:
-                from ganserve.ui.controls import ControlSpec
-
-                return gr.update(visible=ControlSpec.from_info(backend.describe(name)).region_resampling)
-            except Exception:
-                return gr.update(visible=False)
-
-        model.change(visible, model, self.tab, api_visibility="undocumented")
+        # The tab's visibility follows the model with the page's other controls (ganserve.ui.app).
 
 
 def _keep_grid(keep: dict, grid: tuple[int, int]) -> list[list[bool]]:
