@@ -140,7 +140,18 @@ def load(
     model.checkpoint_info = meta
     model.checkpoint_path = str(path)
     set_precision(model, precision)
+    if torch.device(device).type == "cuda":
+        _load_kernel_tuning(device)
     return attach_sampling(model.eval().requires_grad_(False).to(device))
+
+
+def _load_kernel_tuning(device: str | torch.device) -> None:
+    """Read the card's kernel tuning table now, so that no served request waits on it (ganserve.kernels.dispatch)."""
+    try:
+        from ganserve import kernels
+    except ImportError:
+        return
+    kernels.load_tuning(device)
 
 
 def attach_sampling(model: nn.Module) -> nn.Module:

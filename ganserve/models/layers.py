@@ -267,11 +267,12 @@ def modulated_conv2d(
     fused=True builds per-sample weights and runs one grouped convolution; fused=False scales the activations by the
     styles before a shared convolution and by the demodulation coefficients after it. The two are the same linear map.
     Noise [N or 1, 1, H', W'] is added after demodulation; then ``bias_act(x, bias, activation, act_gain, clamp)``.
-    On CUDA (stride 1, inference) the whole layer is one ganserve.kernels op with that epilogue fused.
+    On CUDA (inference) the whole layer is one ganserve.kernels op with that epilogue fused; the op's dispatch picks
+    the fastest measured implementation per shape (up=2 included).
     """
-    if up == 1 and _route_to_kernels(x, weight, styles):
+    if _route_to_kernels(x, weight, styles):
         return _kernel_modulated_conv2d(
-            x, weight, styles, noise, padding, demodulate, bias, activation, act_gain, clamp
+            x, weight, styles, noise, padding, demodulate, bias, activation, act_gain, clamp, up, resample_filter
         )
     x = _modulated_conv2d_torch(x, weight, styles, noise, up, padding, resample_filter, demodulate, fused)
     if bias is None and activation is None and clamp is None:
@@ -369,13 +370,15 @@ def _kernel_modulated_conv2d(
     activation: str | None,
     act_gain: float | None,
     clamp: float | None,
+    up: int = 1,
+    resample_filter: torch.Tensor | None = None,
 ) -> torch.Tensor:
     from ganserve import kernels
 
     gain = act_gain if act_gain is not None else (SQRT2 if activation else 1.0)  # bias_act's default gains
     return kernels.modulated_conv2d(
         x, weight, styles, demodulate=demodulate, padding=padding, noise=noise, bias=bias, activation=activation,
-        gain=gain, clamp=clamp,
+        gain=gain, clamp=clamp, up=up, resample_filter=resample_filter,
     )  # fmt: skip
 
 
