@@ -29,7 +29,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_models_dir):
+def latents_dir(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("latents")
+    mp.setenv("GANSERVE_LATENTS", str(d))  # projected ws go here, not to the user's cache
+    yield d
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_models_dir, latents_dir):
     backend = LocalBackend({n: tiny_models_dir / f"{n}.safetensors" for n in ("tiny", "tiny-cond")})
     app = build_app(backend)
     _, url, _ = launch(app, port=free_port(), prevent_thread_lock=True, quiet=True)
@@ -72,7 +81,9 @@ def returns_by_label(client, endpoint: str, values: tuple) -> dict:
 
 def test_endpoints_are_listed(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/generate", "/grid", "/style_mix", "/interpolate", "/restore", "/model_info"} <= names
+    assert {"/generate", "/grid", "/style_mix", "/interpolate", "/restore", "/model_info", "/browse", "/strips",
+            "/project"} <= names  # fmt: skip
+    assert not [n for n in names if n.startswith("/lambda") or n.startswith("/run")]  # page events are private
 
 
 def test_generate_matches_core_and_embeds_params(client, models):
@@ -213,3 +224,97 @@ def test_errors_are_readable_lines(client, endpoint, kwargs, message):
     text = str(err.value)
     assert message in text
     assert "Traceback" not in text
+
+
+# ---- issue 14: edits, strips, projection and latents, the seed browser ----------------------------------------------
+
+
+def test_edits_apply_to_every_endpoint(client, models):
+    G = models["tiny"]
+    edits = [{"direction": 1, "amount": 2.0, "method": "sefa"}, {"direction": 4, "amount": -1.5, "method": "sefa"}]
+    kw = {**COMMON, "edit_1": 2.0, "edit_4": -1.5}
+    path, params, _ = client.predict(model="tiny", seed=6, **kw, api_name="/generate")
+    want = sample(G, seeds=[6], edits=edits)
+    np.testing.assert_array_equal(pixels(path), want.images[0])
+    assert params == want.params[0]
+    gallery, _, _ = client.predict(model="tiny", seeds="2,3", **kw, api_name="/grid")
+    want = sample(G, seeds=[2, 3], edits=edits)
+    for path, img in zip(gallery_paths(gallery), want.images):
+        np.testing.assert_array_equal(pixels(path), img)
+    # PCA on the middle layers; every amount at 0 is exactly the unedited image (and records no edits).
+    path, params, _ = client.predict(model="tiny", seed=6, **{**COMMON, "edit_0": 1.0}, edit_method="pca",
+                                     edit_layers="middle", api_name="/generate")  # fmt: skip
+    want = sample(G, seeds=[6], edits=[{"direction": 0, "amount": 1.0, "method": "pca", "layers": "middle"}])
+    np.testing.assert_array_equal(pixels(path), want.images[0])
+    path, params, _ = client.predict(model="tiny", seed=6, **COMMON, api_name="/generate")
+    np.testing.assert_array_equal(pixels(path), sample(G, seeds=[6]).images[0])
+    assert "edits" not in params
+    with pytest.raises(gradio_client.exceptions.AppError, match="Invalid direction 2: expected a number from -5 to 5"):
+        client.predict(model="tiny", seed=6, **{**COMMON, "edit_2": 9.0}, api_name="/generate")
+    with pytest.raises(gradio_client.exceptions.AppError, match="'fine' holds no layers in this model"):
+        client.predict(model="tiny", seed=6, **{**COMMON, "edit_2": 1.0}, edit_layers="fine", api_name="/generate")
+
+
+def test_strips_show_each_direction_from_minus_to_plus_three(client, models):
+    G = models["tiny"]
+    *strips, status = client.predict(model="tiny", seed=8, **COMMON, api_name="/strips")
+    assert len(strips) == 10 and all(strips) and "10 direction strips" in status
+    h = G.config.resolution
+    strip = pixels(strips[5])
+    assert strip.shape[:2] == (h, 7 * h)
+    for i, amount in enumerate((-3, -2, -1, 0, 1, 2, 3)):
+        edits = [{"direction": 5, "amount": float(amount), "method": "sefa"}] if amount else None
+        want = sample(G, seeds=[8], edits=edits).images[0]
+        np.testing.assert_array_equal(strip[:, i * h : (i + 1) * h], want)
+
+
+def test_projection_then_the_latent_as_a_source(client, models, tmp_path):
+    G = models["tiny"]
+    target = tmp_path / "target.png"
+    Image.fromarray(sample(G, seeds=[3]).images[0]).save(target)
+    path, params, status = client.predict(model="tiny", image=gradio_client.handle_file(str(target)), steps=5,
+                                          **COMMON, api_name="/project")  # fmt: skip
+    import base64
+
+    want = sample(G, project=base64.b64encode(target.read_bytes()).decode(), project_steps=5)
+    np.testing.assert_array_equal(pixels(path), want.images[0])
+    assert params == want.params[0] and params["w"].startswith("w:") and "PSNR" in status
+    w = params["w"]
+    # The w as the source: one image, a style-mixing row, an interpolation start; edits apply to it.
+    path, params, _ = client.predict(model="tiny", seed=0, w=w, **{**COMMON, "edit_0": 1.0}, api_name="/generate")
+    want = sample(G, w=w, edits=[{"direction": 0, "amount": 1.0, "method": "sefa"}])
+    np.testing.assert_array_equal(pixels(path), want.images[0])
+    assert params["w"] == w
+    _, gallery, params, _ = client.predict(model="tiny", row_seeds="0-3", col_seeds="5,6", layers="coarse",
+                                                w=w, **COMMON, api_name="/style_mix")  # fmt: skip
+    want = sample(G, w=w, style_mix={"seeds": [5, 6], "layers": "coarse"})
+    assert len(gallery) == 2
+    for p, img in zip(gallery_paths(gallery), want.images):
+        np.testing.assert_array_equal(pixels(p), img)
+    frames, *_ = client.predict(model="tiny", seed=0, to_seed=4, steps=3, space="w", w=w, **COMMON,
+                                api_name="/interpolate")  # fmt: skip
+    want = sample(G, w=w, interpolate={"to_seed": 4, "steps": 3})
+    for p, img in zip(gallery_paths(frames), want.images):
+        np.testing.assert_array_equal(pixels(p), img)
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"Invalid interpolate\.space: a w has no z"):
+        client.predict(model="tiny", seed=0, to_seed=4, steps=3, space="z", w=w, **COMMON, api_name="/interpolate")
+    with pytest.raises(gradio_client.exceptions.AppError, match="Invalid w: unknown latent id"):
+        client.predict(model="tiny", seed=0, w="w:00000000deadbeef", **COMMON, api_name="/generate")
+    with pytest.raises(gradio_client.exceptions.AppError, match="Invalid project: upload an image"):
+        client.predict(model="tiny", image=None, steps=5, **COMMON, api_name="/project")
+
+
+def test_seed_browser_pages(client, models):
+    gallery, params, status = client.predict(model="tiny", start=64, **COMMON, api_name="/browse")
+    assert [p["seeds"][0] for p in params] == list(range(64, 128)) and status == "tiny: seeds 64-127"
+    np.testing.assert_array_equal(pixels(gallery_paths(gallery)[5]), sample(models["tiny"], seeds=[69]).images[0])
+    with pytest.raises(gradio_client.exceptions.AppError, match="Invalid first seed: expected a whole number"):
+        client.predict(model="tiny", start=-64, **COMMON, api_name="/browse")
+
+
+def test_model_info_offers_only_the_models_groups(client):
+    got = returns_by_label(client, "/model_info", client.predict("tiny", 6, None, api_name="/model_info"))
+    assert got["Layers from the column seeds"] == "coarse"
+    raw = client.predict("tiny", 6, None, api_name="/model_info")
+    presets = next(v["choices"] for v in raw if isinstance(v, dict) and v.get("value") == "coarse" and "choices" in v)
+    assert [c[1] for c in presets] == ["coarse", "middle", "custom"]

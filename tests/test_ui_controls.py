@@ -9,11 +9,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganserve.families.stylegan2 import StyleGAN2Request
 from ganserve.images import encode_gif, encode_png
 from ganserve.requests import BaseRequest, VQSamplingFields, request_json_schema, validate_request
 from ganserve.sampling import encode_result, sample
 from ganserve.ui.backend import BackendError, LocalBackend, ModelInfo, decode_body
-from ganserve.ui.controls import ControlSpec, Settings, common_fields, layers_value, region_fields
+from ganserve.ui.controls import (
+    ControlSpec,
+    Settings,
+    common_fields,
+    default_layer_groups,
+    edit_layers_value,
+    edits_field,
+    layers_value,
+    region_fields,
+)
 from ganserve.ui.figures import style_mix_figure
 from ganserve.ui.restore import format_seeds, restore_from_params, restore_from_png
 
@@ -149,3 +159,111 @@ def test_local_backend_describes_and_reports_field_errors(tiny_models_dir):
     assert err.value.field == "class" and "unknown class 'hexagon'" in err.value.message
     with pytest.raises(BackendError, match="unknown model 'nope'"):
         b.describe("nope")
+
+
+# ---- issue 14: directions, latents, URL state, checked values ----------------------------------------------------
+
+
+def test_directions_and_layer_groups_come_from_the_description():
+    schema = request_json_schema("stylegan2")
+    info = ModelInfo("m", "stylegan2", 32, 8, [], schema, layer_groups={"coarse": [0, 3], "middle": [4, 7]},
+                     directions={"methods": ["sefa", "pca"], "count": 32})  # fmt: skip
+    spec = ControlSpec.from_info(info)
+    assert spec.edits and spec.direction_methods == ("sefa", "pca") and spec.direction_count == 32
+    assert spec.mix_presets == ("coarse", "middle", "custom")  # no 'fine' on a 32 px model: it holds no ws
+    assert spec.latent_source and spec.projection
+    # Without directions in the description (or without edits in the schema) there is no panel.
+    assert not ControlSpec.from_info(ModelInfo("m", "stylegan2", 32, 8, [], schema)).edits
+    vq = ControlSpec.from_info(ModelInfo("m", "vq", 32, 0, [], VQRequest.model_json_schema(by_alias=True),
+                                         directions={"methods": ["sefa"], "count": 4}))  # fmt: skip
+    assert not vq.edits and not vq.latent_source and not vq.projection
+    # An older description without layer_groups: the papers' split, empty groups left out.
+    assert default_layer_groups(8) == {"coarse": [0, 3], "middle": [4, 7]}
+    assert default_layer_groups(14) == {"coarse": [0, 3], "middle": [4, 7], "fine": [8, 13]}
+    assert ControlSpec.from_info(ModelInfo("m", "stylegan2", 16, 6, [], schema)).mix_presets == (
+        "coarse", "middle", "custom")  # fmt: skip
+
+
+def test_edits_field_leaves_zero_out_and_validates():
+    spec = spec_for("stylegan2")
+    spec = ControlSpec(spec.fields, spec.ranges, spec.choices, (), 6, spec.interpolate,
+                       {"coarse": [0, 3], "middle": [4, 5]}, ("sefa", "pca"), 32)  # fmt: skip
+    assert edits_field(spec, "sefa", None, {0: 0.0, 1: 0.0}) == []
+    edits = edits_field(spec, "pca", [1, 2], {0: 0.0, 3: -1.5, 1: 2.0})
+    assert edits == [{"direction": 1, "amount": 2.0, "method": "pca", "layers": [1, 2]},
+                     {"direction": 3, "amount": -1.5, "method": "pca", "layers": [1, 2]}]  # fmt: skip
+    validate_request(StyleGAN2Request, {"seeds": [1], "edits": edits})  # the schema accepts what the panel makes
+    assert edit_layers_value("all", 0, 5) is None and edit_layers_value("coarse", 0, 5) == "coarse"
+    assert edit_layers_value("custom", 2, 4) == [2, 4]
+    with pytest.raises(ValueError, match="unknown direction method 'ica'"):
+        edits_field(spec, "ica", None, {0: 1.0})
+    with pytest.raises(ValueError, match="direction 40 is out of range"):
+        edits_field(spec, "sefa", None, {40: 1.0})
+
+
+def test_checked_numbers_are_refused_not_clamped():
+    from ganserve.ui.actions import number, seed_value
+
+    assert number("0.5", "truncation_psi", -1, 2) == 0.5 and seed_value(7.0) == 7
+    for value, message in [
+        ("abc", "expected a number from -1 to 2, got 'abc'"),
+        ("", "expected a number from -1 to 2, got nothing"),
+        (None, "got nothing"),
+        (5, "expected a number from -1 to 2, got 5"),
+        (-3, "got -3"),
+        (float("nan"), "got nan"),
+    ]:
+        with pytest.raises(BackendError, match=message) as err:
+            number(value, "truncation_psi", -1, 2)
+        assert err.value.field == "truncation_psi"
+    with pytest.raises(BackendError, match="expected a whole number from 2 to 32, got 100"):
+        number(100, "interpolate.steps", 2, 32, whole=True)
+    for bad in (1.5, -1, "x", None, 2**32):
+        with pytest.raises(BackendError, match="expected a whole number"):
+            seed_value(bad)
+
+
+def test_url_state_round_trip_and_refusals():
+    from ganserve.ui import urlstate
+
+    values = {"tab": "mix", "model": "stylegan2-fashion-32", "psi": 0.7, "seed": 42, "rows": "0-3", "cols": "10,12",
+              "layers": "custom", "first": 1, "last": 3, "edit_method": "pca", "edit_0": 0.0, "edit_3": -1.5,
+              "grid_classes": [1, 2], "w": "", "class": None, "unknown": "x"}  # fmt: skip
+    text = urlstate.encode(values)
+    assert "edit_0" not in text and "w=" not in text and "unknown" not in text and "class=" not in text
+    from urllib.parse import parse_qsl
+
+    back, errors = urlstate.decode(dict(parse_qsl(text)))
+    assert errors == []
+    assert back == {"tab": "mix", "model": "stylegan2-fashion-32", "psi": 0.7, "seed": 42, "rows": "0-3",
+                    "cols": "10,12", "layers": "custom", "first": 1, "last": 3, "edit_method": "pca", "edit_3": -1.5,
+                    "grid_classes": [1, 2]}  # fmt: skip
+    got, errors = urlstate.decode({"psi": "abc", "seed": "1.5", "tab": "nowhere", "frames": "inf", "class": "dog",
+                                   "other": "ignored"})  # fmt: skip
+    assert got == {"class": "dog"}
+    assert errors == ["psi: 'abc' is not a number", "seed: '1.5' is not a whole number",
+                      "tab: 'nowhere' is not a tab (seed, grid, mix, interp, browse, project, vq)",
+                      "frames: 'inf' is not a finite number"]  # fmt: skip
+    assert urlstate.decode({"w": "x" * 300})[1] == ["w: is over 200 characters"]
+
+
+def test_restore_latents_and_edits():
+    edits = [{"direction": 2, "amount": 1.5, "method": "pca", "layers": "1-3"}]
+    r = restore_from_params({"model": "m", "w": "w:0123456789abcdef", "truncation_psi": 1.0, "edits": edits,
+                             "psnr": 31.2})  # fmt: skip
+    assert (r.tab, r.w, r.seed, r.edits) == ("seed", "w:0123456789abcdef", None, edits)
+    assert "w:0123456789abcdef" in r.summary() and "1 edit" in r.summary()
+    r = restore_from_params({"w": "w:0123456789abcdef", "style_mix": {"seeds": [4], "layers": "coarse"}})
+    assert (r.tab, r.mix_rows, r.mix_cols, r.w) == ("mix", None, "4", "w:0123456789abcdef")
+    r = restore_from_params({"w": "w:0123456789abcdef", "interpolate": {"to_seed": 3, "steps": 4, "space": "w"}})
+    assert r.tab == "interp" and r.interpolate["from_seed"] is None and r.interpolate["to_seed"] == 3
+
+
+def test_labelled_figure_is_whole_number_scaled():
+    from ganserve.ui.figures import figure_html, integer_scale
+
+    assert integer_scale(160, 160, 768, 640) == 4 and integer_scale(5000, 10, 768, 640) == 1
+    html = figure_html("gradio_api/file=/x/fig.png", (160, 160), (5, 5), col_labels=["", "seed 10"],
+                       row_labels=["", "seed <0>"], alt="a figure", download="fig.png")  # fmt: skip
+    assert 'width="640" height="640"' in html and "width:128px" in html and "height:128px" in html
+    assert "seed &lt;0&gt;" in html and 'alt="a figure"' in html and 'download="fig.png"' in html

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import ganserve
-from ganserve.requests import RequestError, request_json_schema
-from ganserve.sampling import class_names, encode_result, model_version, sample
+from ganserve.requests import RequestError
+from ganserve.sampling import describe, encode_result, sample
 from ganserve.ui.backend import BackendError, decode_body
 from ganserve.ui.remote import HTTPBackend, read_key
 
@@ -55,10 +55,8 @@ class StandInServer:
             s.server_close()
 
     def describe(self, name: str) -> dict:
-        G = self.models[name]
-        return {"model": name, "family": G.family, "model_version": model_version(G), "resolution": G.config.resolution,
-                "num_ws": G.num_ws, "classes": class_names(G) if G.config.c_dim else [],
-                "request_schema": request_json_schema(G.family)}  # fmt: skip
+        """What ganserve's handler puts in customizedMetadata: ``ganserve.sampling.describe`` of the model."""
+        return {**describe(self.models[name]), "model": name}
 
     def _handler(self, api: str):
         server = self
@@ -161,6 +159,7 @@ def test_models_and_description(backend):
     assert (info.family, info.num_ws, info.resolution) == ("stylegan2", 6, 16)
     assert info.classes == ["circle", "square", "triangle"]
     assert "style_mix" in info.schema["properties"]
+    assert info.directions["methods"] == ["sefa", "pca"] and info.layer_groups == {"coarse": [0, 3], "middle": [4, 5]}
 
 
 def test_generate_equals_server_and_core(backend, server):
@@ -225,5 +224,50 @@ def test_app_over_http_returns_the_servers_images(backend, server):
 
         with pytest.raises(gradio_client.exceptions.AppError, match="Invalid class: unknown class 'hexagon'"):
             client.predict(model="tiny-cond", seed=1, **{**common, "class_index": "hexagon"}, api_name="/generate")
+    finally:
+        app.close()
+
+
+@pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
+def test_app_over_http_edits_projects_and_starts_from_the_w(backend, server, tmp_path, monkeypatch):
+    """Over HTTP projection is one plain ``project`` request (no progress events); its w lives in the server's
+    latent store and is then sent back by id."""
+    import base64
+
+    gradio_client = pytest.importorskip("gradio_client")
+    from PIL import Image
+
+    from ganserve.ui.app import build_app, launch
+
+    monkeypatch.setenv("GANSERVE_LATENTS", str(tmp_path / "latents"))  # the stand-in server's store
+    G = server.models["tiny"]
+    target = tmp_path / "target.png"
+    Image.fromarray(sample(G, seeds=[2]).images[0]).save(target)
+    app = build_app(backend)
+    _, url, _ = launch(app, port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = gradio_client.Client(url, verbose=False)
+        common = dict(psi=1.0, cutoff=6, noise_mode="const", class_index=None, temperature=1.0, top_k=0, top_p=1.0)
+
+        def pixels(path):
+            with Image.open(path) as im:
+                return np.asarray(im)
+
+        path, params, _ = client.predict(model="tiny", image=gradio_client.handle_file(str(target)), steps=4,
+                                         **common, api_name="/project")  # fmt: skip
+        b64 = base64.b64encode(target.read_bytes()).decode()
+        assert server.posts[-1]["project"] == b64 and server.posts[-1]["project_steps"] == 4
+        (want,) = direct(server, "tiny", {"project": b64, "project_steps": 4, "truncation_psi": 1.0})
+        np.testing.assert_array_equal(pixels(path), want.array())
+        assert params == want.params
+        w = params["w"]
+        path, params, _ = client.predict(model="tiny", seed=0, w=w, **{**common, "edit_1": -2.0},
+                                         api_name="/generate")  # fmt: skip
+        edits = [{"direction": 1, "amount": -2.0, "method": "sefa"}]
+        assert server.posts[-1]["w"] == w and server.posts[-1]["edits"] == edits
+        (want,) = direct(server, "tiny", {"w": w, "edits": edits, "truncation_psi": 1.0})
+        np.testing.assert_array_equal(pixels(path), want.array())
+        *strips, status = client.predict(model="tiny", seed=3, **common, api_name="/strips")
+        assert all(strips) and "10 direction strips" in status  # 61 requests, 4 at a time
     finally:
         app.close()

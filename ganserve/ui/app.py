@@ -71,7 +71,8 @@ COMMON_API = {
 }
 EDIT_API = ["edit_method", "edit_layers", "edit_first", "edit_last", *[f"edit_{k}" for k in range(MAX_SLIDERS)]]
 # Numbers whose page sliders are bounded by the first model (other models' bounds differ): checked in the actions.
-MODEL_NUMBERS = ("psi", "cutoff", "temp", "top_p", "first", "last", "edit_first", "edit_last")
+MODEL_NUMBERS = ("psi", "cutoff", "temp", "top_p", "first", "last", "edit_first", "edit_last",
+                 *[f"edit_{k}" for k in range(MAX_SLIDERS)])
 COMMON_KEYS = ("psi", "cutoff", "noise", "class", "temp", "top_k", "top_p")
 
 
