@@ -352,6 +352,7 @@ class Explorer:
             row_labels=["", *row_names],
             alt=alt,
             download=Path(fig_path).name,
+            max_size=(768, 560),
             elem_id="mix-figure-view",
         )
         status = f"{model}: {len(row_names)} x {len(cols)} mix, layers {mix['layers']}"
