@@ -4,6 +4,8 @@
 x a perceptual distance + ``codebook_weight`` x the quantiser loss + an adaptive weight x the hinge generator loss,
 the adaptive weight being |grad nll| / |grad g_loss| at the decoder's last layer (times ``disc_weight``, clamped to
 [0, 1e4]), with the discriminator (PatchGAN, hinge loss) switched on at step ``disc_start``. Adam (0.5, 0.9) for both.
+Unlike taming, the discriminator sees real and reconstructed images in one batch (its batch norm statistics shared):
+with separate batches our small D never got past logits of 0 on Fashion-MNIST and the GAN term was noise.
 Dead codes are restarted every ``restart_every`` steps onto recent encoder outputs.
 
 The perceptual distance: no pretrained VGG / LPIPS weights can be downloaded here, so it is LPIPS' recipe (unit-
@@ -114,6 +116,12 @@ def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.
     return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
 
 
+def _fake_logits(D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """D's logits for ``fake`` in a batch shared with ``real`` (real detached): its batch norm then sees both halves,
+    as in the D step; separate batches let batch norm erase the real/fake difference (the D never learned)."""
+    return D(torch.cat([real.detach(), fake])).chunk(2)[1]
+
+
 def adaptive_weight(nll: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
     """|d nll / d last| / (|d g_loss / d last| + 1e-4), clamped to [0, 1e4] and detached (taming's rule)."""
     nll_grad = torch.autograd.grad(nll, last_layer, retain_graph=True)[0]
@@ -191,7 +199,7 @@ class VQGANTraining(TrainingStep):
         loss = nll + o.codebook_weight * qloss
         gan = step >= o.disc_start
         if gan:
-            g_loss = -D(xrec).mean()
+            g_loss = -_fake_logits(D, x, xrec).mean()
             d_weight = adaptive_weight(nll, g_loss, fs.last_layer()) * o.disc_weight
             loss = loss + d_weight * g_loss
             logs.update(g=g_loss.item(), d_weight=d_weight.item())
@@ -202,7 +210,8 @@ class VQGANTraining(TrainingStep):
         loss.backward()
         self.opt_G.step()
         if gan:
-            d_loss = hinge_d_loss(D(x), D(xrec.detach()))
+            real_logits, fake_logits = D(torch.cat([x, xrec.detach()])).chunk(2)
+            d_loss = hinge_d_loss(real_logits, fake_logits)
             self.opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_D.step()
