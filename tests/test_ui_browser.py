@@ -43,11 +43,15 @@ def latents_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_models_dir, latents_dir):
+def app_url(tiny_models_dir, latents_dir, tmp_path_factory):
+    from tests.family_fixtures import make_tiny_biggan, save_tiny
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = build_app(LocalBackend({n: tiny_models_dir / f"{n}.safetensors" for n in ("tiny", "tiny-cond")}))
+    paths = {n: tiny_models_dir / f"{n}.safetensors" for n in ("tiny", "tiny-cond")}
+    paths["tiny-biggan"] = save_tiny(tmp_path_factory.mktemp("biggan"), "tiny-biggan", make_tiny_biggan())
+    app = build_app(LocalBackend(paths))
     _, url, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
     yield url
     app.close()
@@ -493,3 +497,38 @@ def test_model_switch_shows_class_picker_and_gallery_click_shows_params(page, ap
     text = "".join(page.locator("#params").inner_text().split())
     assert '"class":2' in text and '"model":"tiny-cond"' in text
     assert RETRIES["count"] == 0  # no typed value was lost to an update in flight
+
+
+def visible_tabs(page) -> list[str]:
+    return [t.inner_text() for t in page.get_by_role("tab").all() if t.is_visible()]
+
+
+def pick_model(page, name: str) -> None:
+    page.locator("#model input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_role("option", name=name, exact=True).wait_for(state="hidden")
+
+
+def test_controls_follow_the_model_and_switch_back_cleanly(page, app_url):
+    # A BigGAN model: no style mixing, projection, latent source or directions; psi in (0, 1]; z interpolation.
+    open_page(page, f"{app_url}?model=tiny-biggan&class=1&seed=3&psi=0.5&tab=seed")
+    page.wait_for_selector("#image img")
+    assert visible_tabs(page) == ["Seed", "Seed grid", "Interpolation", "Seed browser"]
+    assert not page.locator("#directions").is_visible() and not page.locator("#w-source").is_visible()
+    assert page.locator("#psi input[type=number]").get_attribute("max") == "1"
+    # To a StyleGAN2 model: its tabs and panels come back, and settings that meant "the default" stay the default
+    # (every w truncated, the first mixing group), not the BigGAN's leftovers.
+    pick_model(page, "tiny")
+    page.wait_for_function("() => location.search.includes('model=tiny&')")
+    assert visible_tabs(page) == ["Seed", "Seed grid", "Style mixing", "Interpolation", "Seed browser", "Projection"]
+    assert page.locator("#directions").is_visible()
+    q = query(page)
+    assert (q["cutoff"], q["layers"], q["psi"]) == ("6", "coarse", "0.5")
+    # Back, with a psi BigGAN cannot take: it goes to the model's default and the status says so; nothing breaks.
+    set_number(page, "#psi", "1.5")
+    page.wait_for_function("() => location.search.includes('psi=1.5')")
+    pick_model(page, "tiny-biggan")
+    assert "outside this model's range" in wait_status(page, "outside this model's range")
+    set_number(page, "#psi", "0.3")
+    page.wait_for_function("() => location.search.includes('psi=0.3') && location.search.includes('model=tiny-biggan')")
+    assert page.locator("[data-testid=status-tracker] .error").count() == 0

@@ -71,8 +71,17 @@ COMMON_API = {
 }
 EDIT_API = ["edit_method", "edit_layers", "edit_first", "edit_last", *[f"edit_{k}" for k in range(MAX_SLIDERS)]]
 # Numbers whose page sliders are bounded by the first model (other models' bounds differ): checked in the actions.
-MODEL_NUMBERS = ("psi", "cutoff", "temp", "top_p", "first", "last", "edit_first", "edit_last",
-                 *[f"edit_{k}" for k in range(MAX_SLIDERS)])
+MODEL_NUMBERS = (
+    "psi",
+    "cutoff",
+    "temp",
+    "top_p",
+    "first",
+    "last",
+    "edit_first",
+    "edit_last",
+    *[f"edit_{k}" for k in range(MAX_SLIDERS)],
+)
 COMMON_KEYS = ("psi", "cutoff", "noise", "class", "temp", "top_k", "top_p")
 
 
@@ -413,6 +422,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         tab_state = gr.State("seed")
         grid_params, mix_params, ip_params, browse_params = gr.State([]), gr.State([]), gr.State([]), gr.State([])
         panel_open, strips_key = gr.State(False), gr.State(None)
+        shown_model = gr.State(first)  # the model the controls were last set up for
         url_box = gr.Textbox("", visible=False)
         seed_go = gr.Button("render seed", visible="hidden", elem_id="seed-go")
         restore_api_file = gr.File(type="binary", visible=False, label="PNG made by ganserve")
@@ -482,6 +492,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             "url": url_box,
             "tabs": tabs,
             "tab": tab_state,
+            "shown_model": shown_model,
             "restore": restore_file,
         }
         page_outputs = list(dict.fromkeys(OUT.values()))
@@ -494,6 +505,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             browse_params,
             panel_open,
             strips_key,
+            shown_model,
             restore_file,
             region_image,
             region_box,
@@ -805,18 +817,33 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         url_box.change(None, url_box, None, js="(q) => gsSetUrl(q)", api_visibility="private")
 
         # ---- model switch ------------------------------------------------------------------------------------------
-        def switch_model(v: dict[str, Any], _d: Any) -> dict[str, Any]:
+        def switch_model(v: dict[str, Any], d: dict[Any, Any]) -> dict[str, Any]:
             info = ex.info(v["model"])
+            prev = d.get(shown_model)
+            if prev and prev != v["model"] and prev in backend.models():
+                # Settings that meant "the default" for the previous model mean it for the new one too.
+                before = ex.spec(prev)
+                if not before.has("truncation_cutoff") or _int(v.get("cutoff")) >= max(before.num_ws, 1):
+                    v["cutoff"] = None  # every w truncated
+                if not before.has("style_mix"):
+                    v.update(layers=None, first=-1, last=-1)
+                if not before.edits:
+                    v.update(edit_layers=None, edit_first=-1, edit_last=-1)
             upd = _model_updates(info, v.get("cutoff"), v.get("class"), v)
-            out = {f"model:{k}": u for k, u in upd.items()}
+            out = {**{f"model:{k}": u for k, u in upd.items()}, "shown_model": v["model"]}
+            before = dict(v)
             v.update(_new_values(upd))
             try:
                 out.update(shown(v["tab"], v))
             except (BackendError, ValueError) as e:  # the model is switched; its first render may still be refused
                 out["status"] = f"{v['model']}: {_message(e)}"
+            if "psi" in before and v.get("psi") != before.get("psi") and ex.spec(v["model"]).has("truncation_psi"):
+                out["status"] = (
+                    f"{out.get('status', '')} (ψ {before['psi']} is outside this model's range: now {v['psi']})"
+                )
             return out
 
-        on([C["model"].input], switch_model)
+        on([C["model"].select], switch_model)
 
         # ---- restore from a PNG: set the controls, render, and clear the drop zone for the next file ----------------
         def restored(r: Restored, v: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -863,7 +890,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             edit_custom = v.get("edit_layers") == "custom"
             upd["set:edit_first"] = gr.update(value=v.get("edit_first"), visible=edit_custom)
             upd["set:edit_last"] = gr.update(value=v.get("edit_last"), visible=edit_custom)
-            upd["tabs"], upd["tab"] = gr.Tabs(selected=r.tab), r.tab
+            upd["tabs"], upd["tab"], upd["shown_model"] = gr.Tabs(selected=r.tab), r.tab, name
             return upd, v
 
         def restore_action(v: dict[str, Any], d: dict[Any, Any]) -> dict[str, Any]:
@@ -993,7 +1020,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 for key in pair:
                     out[f"set:{key}"] = gr.update(value=v.get(key), visible=flag)
             tab = wanted.get("tab", "seed")
-            out["tabs"], out["tab"] = gr.Tabs(selected=tab), tab
+            out["tabs"], out["tab"], out["shown_model"] = gr.Tabs(selected=tab), tab, name
             if errors:
                 gr.Warning("Some settings in the link were refused: " + "; ".join(errors), title="Link")
             try:
@@ -1449,35 +1476,61 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any, v: dict[s
     send = _send_choices(spec)
     steps = spec.ranges.get("project_steps")
     n_dirs = min(MAX_SLIDERS, spec.direction_count)
+    last_w = max(top - 1, 1)
+
+    def in_range(key: str, bounds: dict[str, float]) -> dict[str, Any]:
+        """A value outside the new model's range goes to the model's default (a slider refuses what it cannot
+        show); only when the page's values are known."""
+        if key not in v:
+            return {}
+        try:
+            ok = bounds["minimum"] <= float(v[key]) <= bounds["maximum"]
+        except (TypeError, ValueError):
+            ok = False
+        return {} if ok else {"value": bounds["value"]}
+
+    def fit(key: str, default: int) -> dict[str, Any]:
+        """A layer slider's value that the new maximum would refuse is replaced (only when the page's values are
+        known: ``v`` is empty for /model_info)."""
+        if key not in v:
+            return {}
+        try:
+            value = int(v[key])
+        except (TypeError, ValueError):
+            return {"value": default}
+        return {} if 0 <= value <= last_w else {"value": default}
+
     return {
         "model_md": gr.update(value=_model_text(info)),
-        "psi": gr.update(minimum=psi["minimum"], maximum=psi["maximum"], visible=spec.has("truncation_psi")),
+        "psi": gr.update(
+            minimum=psi["minimum"], maximum=psi["maximum"], visible=spec.has("truncation_psi"), **in_range("psi", psi)
+        ),
         "cutoff": gr.update(maximum=top, value=cutoff, visible=spec.has("truncation_cutoff")),
         "noise": gr.update(choices=list(spec.choices.get("noise_mode", ("const",))), visible=spec.has("noise_mode")),
         "class": gr.update(
             choices=_class_choices(spec), value=cls if spec.class_picker else None, visible=spec.class_picker
         ),
         "vq_group": gr.update(visible=spec.vq_sampling),
-        "temp": gr.update(minimum=temp["minimum"], maximum=temp["maximum"]),
+        "temp": gr.update(minimum=temp["minimum"], maximum=temp["maximum"], **in_range("temp", temp)),
         "region": gr.update(visible=spec.region_resampling),
-        "mix_tab": gr.update(visible=spec.has("style_mix")),
-        "interp_tab": gr.update(visible=spec.has("interpolate")),
-        "first": gr.update(maximum=max(top - 1, 1), visible=layers == "custom"),
-        "last": gr.update(maximum=max(top - 1, 1), visible=layers == "custom"),
+        "mix_tab": gr.update(visible=_tab_visible(spec.has("style_mix"))),
+        "interp_tab": gr.update(visible=_tab_visible(spec.has("interpolate"))),
+        "first": gr.update(maximum=last_w, visible=layers == "custom", **fit("first", 0)),
+        "last": gr.update(maximum=last_w, visible=layers == "custom", **fit("last", min(3, last_w))),
         "grid_classes": gr.update(choices=_class_choices(spec), value=[], visible=spec.class_grid),
         "to_class": gr.update(
             choices=[("same class", -1), *_class_choices(spec)], value=-1, visible=spec.class_interpolation
         ),
         "space": gr.update(choices=_space_choices(spec), value=_space_value(spec)),
-        "vq_tab": gr.update(visible=spec.region_resampling),
+        "vq_tab": gr.update(visible=_tab_visible(spec.region_resampling)),
         "source_group": gr.update(visible=spec.latent_source),
-        "proj_tab": gr.update(visible=spec.projection),
+        "proj_tab": gr.update(visible=_tab_visible(spec.projection)),
         "steps": gr.update(minimum=int(steps.minimum), maximum=int(steps.maximum)) if steps else gr.update(),
         "directions": gr.update(visible=spec.edits),
         "edit_method": gr.update(choices=_method_choices(spec), value=method),
         "edit_layers": gr.update(choices=edit_choices, value=edit_layers),
-        "edit_first": gr.update(maximum=max(top - 1, 1), visible=edit_layers == "custom"),
-        "edit_last": gr.update(maximum=max(top - 1, 1), visible=edit_layers == "custom"),
+        "edit_first": gr.update(maximum=last_w, visible=edit_layers == "custom", **fit("edit_first", 0)),
+        "edit_last": gr.update(maximum=last_w, visible=edit_layers == "custom", **fit("edit_last", last_w)),
         "layers": gr.update(choices=list(presets), value=layers),
         "send_to": gr.update(
             choices=send, value=v.get("send_to") if v.get("send_to") in dict(send).values() else "seed"
@@ -1486,10 +1539,37 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any, v: dict[s
     }
 
 
+def _int(value: Any, default: int = -1) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _tab_visible(shown: bool) -> bool | str:
+    """A tab's visibility in an update: Gradio 6 hides an already shown tab's button only with "hidden"."""
+    return True if shown else "hidden"
+
+
 def _new_values(updates: dict[str, Any]) -> dict[str, Any]:
     """The setting values a model switch changes (cutoff, class, mixing preset, ...), keyed as the settings."""
     out = {}
-    for key in ("cutoff", "class", "space", "layers", "edit_method", "edit_layers", "send_to", "to_class"):
+    for key in (
+        "psi",
+        "temp",
+        "cutoff",
+        "class",
+        "space",
+        "layers",
+        "edit_method",
+        "edit_layers",
+        "send_to",
+        "to_class",
+        "first",
+        "last",
+        "edit_first",
+        "edit_last",
+    ):
         u = updates.get(key)
         if isinstance(u, dict) and "value" in u:
             out[key] = u["value"]

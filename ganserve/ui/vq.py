@@ -147,12 +147,20 @@ class VQTab:
             params = [recon.params, *[s.params for s in samples]]
             return gallery, cmap, params, f"{name}: reconstruction + {len(samples)} re-samples, keeping {region}"
 
-        self.button.click(
-            run,
-            [model, self.editor, self.region, self.box, self.seeds, *common],
-            [self.gallery, self.codes_image, params_box, status],
-            api_name="vq_resample",
-        )
+        inputs = [model, self.editor, self.region, self.box, self.seeds, *common]
+        outputs = [self.gallery, self.codes_image, params_box, status]
+
+        def page_run(*args: Any) -> Any:
+            """The page's button: a refusal is a warning and the status line; the last pictures stay, no badges."""
+            try:
+                return run(*args)
+            except gr.Error as e:
+                gr.Warning(str(e.message), title="Not rendered")
+                return {status: f"⚠ {e.message}"}
+
+        self.button.click(page_run, inputs, outputs, api_visibility="private")
+        # The API endpoint answers errors as errors (AppError for gradio_client).
+        gr.Button(visible=False).click(run, inputs, outputs, api_name="vq_resample")
         # The tab's visibility follows the model with the page's other controls (ganserve.ui.app).
 
 
