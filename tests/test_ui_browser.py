@@ -164,6 +164,12 @@ def test_generate_restore_twice_and_render(page, app_url, models, tmp_path):
     assert read_png_params(png) == want.params[0]
     assert "seed 42" in page.locator("#image img").get_attribute("alt")  # defect 6: a real alt text
     assert page.locator("button[aria-label=Share], button[title=Share]").count() == 0  # defect 2
+    # The label and the toolbar sit above the picture; the picture is at a whole-number scale.
+    pic = page.locator("#image img").bounding_box()
+    for part in ("#image [data-testid=block-label]", "#image .icon-button-wrapper"):
+        box = page.locator(part).first.bounding_box()
+        assert box["y"] + box["height"] <= pic["y"] + 1, part
+    assert pic["width"] % models["tiny"].config.resolution == 0 and pic["width"] >= 4 * models["tiny"].config.resolution
 
     # Enter in the seed box renders (live); the released psi slider too.
     set_number(page, "#seed", "43", key="Enter")
