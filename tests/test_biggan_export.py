@@ -99,7 +99,7 @@ def test_onnx_archive_serves_in_torchserve(exported, eager, tmp_path, monkeypatc
         resp = server.client().predict("tiny-biggan", body)
         assert resp.status_code == 200, resp.text
         served = np.asarray(Image.open(io.BytesIO(resp.content))).astype(int)
-        with pytest.raises(RuntimeError, match='400: .*"field": "class"'):
+        with pytest.raises(RuntimeError, match=r'400: .*"field": "class"'):
             server.client().predict("tiny-biggan", {"seeds": [3], "class": "hexagon"})
     expected = sample(eager, body).images[0].astype(int)
     assert np.abs(served - expected).max() <= 1
