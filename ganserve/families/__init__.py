@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "stylegan2": "ganserve.families.stylegan2",
     "biggan": "ganserve.families.biggan",
+    "sagan": "ganserve.families.sagan",
     "progan": "ganserve.families.progan",
 }
 # The families ganserve is designed for: a checkpoint of one that has not landed yet is refused with "not available in
