@@ -148,3 +148,14 @@ def test_real_features_are_cached_per_selection(tmp_path, monkeypatch):
     assert calls == [12, 12, 12, 12]  # another selection of images is another entry
     evaluate(None, EvalOptions(n=12, k=3, data="fashion-mnist", cache=False, progress=False), extractor=Pixels())
     assert len(calls) == 6
+
+
+def test_a_classifier_only_record_has_no_reference_set_in_its_row():
+    from ganserve.commands.eval import readme_rows
+
+    record = {"n": 1000, "truncation_psi": 0.5, "date": "2026-11-28",
+              "classifier": {"accuracy": 0.97, "real_test_accuracy": 0.9215}}  # fmt: skip
+    (row,) = readme_rows("m", [record])
+    assert "?" not in row and "| 0.970 (real 0.921) |" in row and "| — |" in row
+    (row,) = readme_rows("m", [{**record, "reference": {"dataset": "fashion-mnist", "split": "test", "n": 1000}}])
+    assert "| fashion-mnist test (1000) |" in row

@@ -225,7 +225,8 @@ def readme_rows(model: str, records: list[dict[str, Any]]) -> list[str]:
     rows = []
     for e in records:
         ref = e.get("reference", {})
-        against = f"{ref.get('dataset', '?')} {ref.get('split', '?')} ({ref.get('n', '?')})"
+        # A classifier-only measurement has no real reference set: its ceiling is the real test accuracy.
+        against = f"{ref['dataset']} {ref.get('split', '?')} ({ref.get('n', '?')})" if ref.get("dataset") else "—"
         kid = e.get("kid", {}).get("mean") if isinstance(e.get("kid"), dict) else None
         c = e.get("classifier") if isinstance(e.get("classifier"), dict) else {}
         acc = f"{c['accuracy']:.3f} (real {_fmt(c.get('real_test_accuracy'))})" if "accuracy" in c else "—"
