@@ -210,4 +210,10 @@ def load_exported(path: str | os.PathLike, device: str = "cpu", fmt: str | None 
         for name, g in manifest["graphs"].items()
     }
     constants = load_file(str(folder / CONSTANTS))
-    return attach_sampling(get_exporter(manifest["family"]).runtime(manifest, runners, constants, device))
+    model = get_exporter(manifest["family"]).runtime(manifest, runners, constants, device)
+    model.graph_precision = "fp16" if manifest.get("fp16") else "fp32"
+    model.runtime_info = {"backend": manifest["format"], "graph_precision": model.graph_precision}
+    providers = next((r.providers for r in runners.values() if getattr(r, "providers", None)), None)
+    if providers:  # onnxruntime: the first provider of the session runs every node it supports
+        model.runtime_info.update(provider=providers[0], providers=list(providers))
+    return attach_sampling(model)

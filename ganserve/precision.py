@@ -29,6 +29,13 @@ def check_precision(model: nn.Module, precision: str) -> str:
     return precision
 
 
+def recorded_precision(model: nn.Module) -> str:
+    """What an image and ``describe`` record: the precision the core runs an eager model at, or the dtype a graph
+    backend's graphs were exported in (``graph_precision``, set by ganserve.export when it loads them)."""
+    graph = getattr(model, "graph_precision", "fp32")
+    return graph if graph != "fp32" else getattr(model, "precision", "fp32")
+
+
 def set_precision(model: nn.Module, precision: str) -> nn.Module:
     model.precision = check_precision(model, precision)
     return model

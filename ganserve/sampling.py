@@ -21,7 +21,7 @@ from torch import nn
 from ganserve.families import family_of
 from ganserve.images import CONTENT_TYPES, b64, encode_image, encode_npy, make_grid, to_uint8
 from ganserve.models.layers import batch_invariant
-from ganserve.precision import precision_scope
+from ganserve.precision import precision_scope, recorded_precision
 from ganserve.requests import DEFAULT_MAX_IMAGES, BaseRequest, RequestError, validate_request
 
 DEFAULT_BATCH_SIZE = 16
@@ -123,6 +123,9 @@ def describe(model: nn.Module, **limits: Any) -> dict[str, Any]:
         "classes": class_names(model),
         **limits,
         "dataset": (getattr(model, "checkpoint_info", None) or {}).get("dataset"),
+        "precision": recorded_precision(model),
+        # graph backends: the format, the graphs' dtype and (onnx) the execution providers that run them
+        **({"runtime": model.runtime_info} if getattr(model, "runtime_info", None) else {}),
         **fam.sampler.describe(model),
         "request_schema": fam.request.model_json_schema(by_alias=True),
     }
@@ -149,7 +152,7 @@ def plan(model: nn.Module, request: Any = None, *, max_images: int = DEFAULT_MAX
     bad = [k for k, t in p.rows.items() if t.shape[0] != len(p)]
     if bad:  # a family bug, not a bad request
         raise RuntimeError(f"{fam.name} sampler planned rows {bad} whose length differs from {len(p)} images")
-    precision = getattr(model, "precision", "fp32")
+    precision = recorded_precision(model)
     if precision != "fp32":  # the image records how it was made
         for params in p.params:
             params["precision"] = precision

@@ -3,7 +3,7 @@
 TorchServe's batch in -> SampleService.handle_batch -> per-item status, content type, headers and body out. Each item
 is answered on its own, so one bad request never fails the batch (TorchServe fails the whole batch if a handler
 raises). Settings come from the archive's model-config.yaml, section ``handler``: checkpoint, backend, max_images,
-batch_size, threads. ``GET /models/NAME?customized=true`` on the management API returns ``describe()``.
+batch_size, threads, precision. ``GET /models/NAME?customized=true`` on the management API returns ``describe()``.
 
 What reaches ``handle`` per request is a dict of TorchServe "parameters": ``{"body": raw}`` for an HTTP body sent
 as-is, one entry per field for a form (``application/x-www-form-urlencoded``, curl ``-d``'s default, or multipart),
@@ -43,15 +43,22 @@ def initialize(context: Any) -> SampleService:
         torch.set_num_threads(int(cfg["threads"]))
     model_dir = context.system_properties["model_dir"]
     checkpoint = os.path.join(model_dir, cfg.get("checkpoint", "model.safetensors"))
-    service = SampleService.from_checkpoint(
-        checkpoint,
-        backend=cfg.get("backend", "eager"),
-        device=_device(context),
-        name=context.model_name,
-        max_images=int(cfg.get("max_images", 64)),
-        batch_size=int(cfg.get("batch_size", 16)),
-    )
-    log.info("ganserve: loaded %s on %s", checkpoint, _device(context))
+    precision = str(cfg.get("precision", "fp32"))
+    try:
+        service = SampleService.from_checkpoint(
+            checkpoint,
+            backend=cfg.get("backend", "eager"),
+            device=_device(context),
+            precision=precision,
+            name=context.model_name,
+            max_images=int(cfg.get("max_images", 64)),
+            batch_size=int(cfg.get("batch_size", 16)),
+        )
+    except ValueError as e:  # the worker log must say which setting of the archive is wrong
+        if "precision" in str(e):
+            raise ValueError(f"model-config.yaml handler.precision: {e}") from None
+        raise
+    log.info("ganserve: loaded %s on %s at %s", checkpoint, _device(context), precision)
     return service
 
 

@@ -1,4 +1,5 @@
-"""ganserve export MODEL --format onnx|pt2|mar --out PATH [--opset N] [--fp16] [--backend eager|onnx|pt2] [--force]
+"""ganserve export MODEL --format onnx|pt2|mar --out PATH [--opset N] [--precision fp32|fp16] [--backend eager|onnx|pt2]
+[--force]
 
 onnx / pt2: a folder with one graph per part (StyleGAN2: mapping.*, synthesis.*), the constants and a manifest; each
 graph is checked against eager PyTorch on fresh random inputs before the folder is renamed into place.
@@ -13,6 +14,10 @@ import logging
 import warnings
 from collections.abc import Iterator
 
+from ganserve.precision import PRECISIONS
+
+GRAPH_PRECISIONS = ("fp32", "fp16")  # a graph holds one dtype
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX, torch.export (.pt2) or a TorchServe archive (.mar)")
@@ -20,7 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, help="onnx | pt2 | mar")
     p.add_argument("--out", required=True, help="output folder (onnx, pt2) or .mar file / model-store folder (mar)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--fp16", action="store_true", help="export the synthesis graph in float16 (mapping stays fp32)")
+    # --precision is the spelling sample / serve / ui / bench use.
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="onnx / pt2 (and mar with a graph backend): fp32, or fp16 for the synthesis graph in float16 "
+                        "(the mapping stays fp32); mar with --backend eager: any, run by the handler as "
+                        "`ganserve serve --precision` (default: fp32)")
+    p.add_argument("--fp16", action="store_true", help="the same as --precision fp16")
     p.add_argument("--backend", default=None, help="mar only: what the archive runs: eager | onnx | pt2")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--batch-size", type=int, default=None, help="mar only: TorchServe batchSize")
@@ -59,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:
         raise ExportError(f"unknown format '{args.format}' (formats: {', '.join(FORMATS)})")
+    if args.fp16 and args.precision == "fp32":
+        raise ExportError("--fp16 contradicts --precision fp32: give one of them")
+    precision = "fp16" if args.fp16 else args.precision or "fp32"
+    graphs = args.format != "mar" or (args.backend or "eager") != "eager"
+    if graphs and precision not in GRAPH_PRECISIONS:
+        raise ExportError(f"--precision {precision}: exported graphs are fp32 or fp16 (an eager .mar takes any "
+                          f"precision: --format mar --backend eager)")  # fmt: skip
+    fp16 = graphs and precision == "fp16"
     if args.format != "mar" and (args.backend or args.batch_size or args.device):
         raise ExportError("--backend, --batch-size and --device apply to --format mar only")
     if args.format != "mar":  # a .mar's target depends on the model name: export_mar checks it
@@ -68,17 +86,17 @@ def run(args: argparse.Namespace) -> int:
             from ganserve.export.mar import export_mar
 
             result = export_mar(args.model, args.out, backend=args.backend or "eager", opset=args.opset,
-                                fp16=args.fp16, force=args.force, batch_size=args.batch_size,
-                                device_type=args.device)  # fmt: skip
+                                fp16=fp16, precision="fp32" if graphs else precision, force=args.force,
+                                batch_size=args.batch_size, device_type=args.device)  # fmt: skip
         else:
             model = ganserve.load(args.model)
-            result = export_graphs(model, args.format, args.out, opset=args.opset, fp16=args.fp16, force=args.force)
+            result = export_graphs(model, args.format, args.out, opset=args.opset, fp16=fp16, force=args.force)
     print(f"wrote {result.path}")
     width = max(len(name) for name, _ in result.files)
     for name, size in result.files:
         print(f"  {name:<{width}}  {_size(size):>10}")
     if result.parity:
-        precision = "fp16 synthesis" if args.fp16 else "fp32"
+        precision = "fp16 synthesis" if fp16 else "fp32"
         print(f"parity vs eager PyTorch ({precision}; max abs error on fresh random inputs):")
         for graph, errors in result.parity.items():
             cells = "  ".join(f"batch {b}: {e:.2e}" for b, e in errors.items())

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ganserve.precision import PRECISIONS
 from ganserve.requests import DEFAULT_MAX_IMAGES
 
 # The flag that sets each port, for "port in use" messages.
@@ -45,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="ms a batch waits to fill once it has a request (a lone request waits this long)")  # fmt: skip
     p.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="images per request at most")
     p.add_argument("--backend", default="eager", help="generator backend (eager, or onnx / pt2 when exported)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="inference precision of the eager backend, as `ganserve sample --precision` (recorded in "
+                        "each PNG's parameters); graph backends run as exported (ganserve export --precision)")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="worker device type (default: TorchServe's)")
     p.add_argument("--workdir", default="model_server", help="model store, config, logs and the key file go here")
     p.add_argument("--no-auth", action="store_true", help="turn token authorisation off (local development only)")
@@ -92,17 +96,22 @@ def run(args: argparse.Namespace) -> int:
         checkpoints = ganserve.available_models()
     if not checkpoints:
         raise ValueError("no models to serve: pass --models or put checkpoints in checkpoints/")
+    if args.backend != "eager" and args.precision != "fp32":
+        raise CommandError(f"--precision {args.precision} applies to --backend eager; the {args.backend} backend runs "
+                           "its graphs as exported (ganserve export --precision fp16)")  # fmt: skip
     workers = args.workers or default_workers(checkpoints)
     if workers < 1:
         raise CommandError("--workers must be at least 1")
     options = ArchiveOptions(
         batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay, min_workers=workers,
         max_workers=workers, backend=args.backend, max_images=args.max_images, device_type=args.device,
-        threads=args.threads,
+        threads=args.threads, precision=args.precision,
     )  # fmt: skip
     if args.write_kserve:
         from ganserve.serving.kserve import write_layout
+        from ganserve.serving.launcher import verify_checkpoints
 
+        verify_checkpoints(checkpoints, args.precision)  # what the workers will load, refused here rather than there
         out = write_layout(args.write_kserve, checkpoints, options)
         for path in sorted(p for p in out.rglob("*") if p.is_file()):
             print(f"{path}\t{path.stat().st_size} bytes")

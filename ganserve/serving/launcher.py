@@ -108,13 +108,18 @@ def worker_env(total_workers: int, environ: dict[str, str] | None = None) -> dic
     return {}
 
 
-def verify_checkpoints(checkpoints: dict[str, str | os.PathLike]) -> None:
+def verify_checkpoints(checkpoints: dict[str, str | os.PathLike], precision: str = "fp32") -> None:
     """Load every checkpoint as the worker will (raises ganserve.checkpoint.CheckpointError naming the file), so
-    a bad file is refused in a second instead of after TorchServe's retries."""
+    a bad file, or a precision its family cannot run, is refused in a second instead of after TorchServe's retries."""
     import ganserve
 
     for path in checkpoints.values():
-        ganserve.load(path)
+        try:
+            ganserve.load(path, precision=precision)
+        except ValueError as e:
+            if "precision" not in str(e):
+                raise
+            raise ValueError(f"{path}: precision: {e}") from None
 
 
 class Server:
@@ -219,7 +224,7 @@ class Server:
             if not port_is_free(host, port):
                 raise PortInUse(port, host, role)
         if self.verify:
-            verify_checkpoints(self.checkpoints)
+            verify_checkpoints(self.checkpoints, self.archive_options.precision)
         self.build_store()
         if self.config.log_config:
             Path(self.config.log_config).write_text(LOG4J2_XML)

@@ -79,10 +79,11 @@ class SampleService:
         *,
         backend: str = "eager",
         device: str = "cpu",
+        precision: str = "fp32",
         name: str | None = None,
         **options: Any,
     ) -> SampleService:
-        model = load_backend(backend, checkpoint, device=device)
+        model = load_backend(backend, checkpoint, device=device, precision=precision)
         if name:
             model.name = name
         return cls(model, **options)

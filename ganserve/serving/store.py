@@ -39,6 +39,7 @@ class ArchiveOptions:
     max_images: int = 64  # per request
     generator_batch_size: int = 16  # rows per generator call inside the handler
     threads: int | None = None
+    precision: str = "fp32"  # ganserve.precision; the eager backend only (graph backends run as exported)
     handler_extra: dict[str, Any] = field(default_factory=dict)
 
     def model_config(self, checkpoint_name: str) -> dict[str, Any]:
@@ -53,6 +54,7 @@ class ArchiveOptions:
                 "backend": self.backend,
                 "max_images": self.max_images,
                 "batch_size": self.generator_batch_size,
+                "precision": self.precision,
                 **({"threads": self.threads} if self.threads else {}),
                 **self.handler_extra,
             },
