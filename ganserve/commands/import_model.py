@@ -1,4 +1,4 @@
-"""ganserve import FILE --from sg2-ada|rosinality|auto [--name NAME] [--out checkpoints/NAME.safetensors]
+"""ganserve import FILE --from sg2-ada|rosinality|hf-biggan|taming|auto [--name NAME] [--out OUT.safetensors]
 
 Converts an official release checkpoint into ganserve's format without running any code from it, prints what it
 found, what it mapped and what it left unused, and refuses when a tensor the model needs is missing.
@@ -13,11 +13,17 @@ from pathlib import Path
 
 from ganserve.commands import CommandError
 
+# (config key, label) of the sizes worth a glance, whichever family the file imports into.
+SUMMARY = [("z_dim", "z"), ("w_dim", "w"), ("embed_dim", "embed"), ("channel_width", "ch"), ("ch", "ch"),
+           ("ch_mult", "ch_mult"), ("n_embed", "codes"), ("prior_layers", "prior layers"),
+           ("prior_embd", "prior width")]  # fmt: skip
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ganserve.importers import IMPORTERS
 
-    p = sub.add_parser("import", help="import an official checkpoint (StyleGAN2-ADA .pkl, rosinality .pt) safely")
+    p = sub.add_parser("import", help="import an official checkpoint (StyleGAN2-ADA .pkl, rosinality .pt, "
+                       "pytorch-pretrained-BigGAN .bin, taming .ckpt) safely")  # fmt: skip
     p.add_argument("file", help="the release checkpoint")
     p.add_argument("--from", dest="source", default="auto", choices=["auto", *IMPORTERS],
                    help="its format (auto recognises the layout and says what it found)")  # fmt: skip
@@ -45,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
                                            dtype=getattr(torch, args.dtype))  # fmt: skip
     except ImportError_ as e:
         raise CommandError(str(e)) from None
-    cfg = meta["config"]
-    print(f"found: {imported.source_format} checkpoint -> {imported.family} at {cfg['resolution']} px, "
-          f"z {cfg.get('z_dim')}, w {cfg.get('w_dim')}, classes {cfg.get('c_dim', 0)}")  # fmt: skip
+    cfg = imported.config
+    sizes = ", ".join(f"{label} {cfg[key]}" for key, label in SUMMARY if key in cfg)
+    print(f"found: {imported.source_format} checkpoint -> {imported.family} at {cfg['resolution']} px, {sizes}, "
+          f"classes {cfg.get('c_dim', 0)}")  # fmt: skip
     unused = imported.unused
     listing = f": {', '.join(unused[:8])}{' ...' if len(unused) > 8 else ''}" if unused else ""
     print(f"mapped {len(imported.tensors)} tensors; left unused {len(unused)}{listing}")

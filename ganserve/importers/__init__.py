@@ -22,6 +22,8 @@ import torch
 IMPORTERS = {
     "sg2-ada": "ganserve.importers.stylegan2_ada",
     "rosinality": "ganserve.importers.rosinality",
+    "hf-biggan": "ganserve.importers.hf_biggan",
+    "taming": "ganserve.importers.taming",
 }
 MAX_SOURCE_BYTES = 4 << 30
 
@@ -53,6 +55,30 @@ def read_source(path: str | os.PathLike) -> bytes:
     if path.stat().st_size > MAX_SOURCE_BYTES:
         raise ImportError_(f"{path}: over {MAX_SOURCE_BYTES} bytes")
     return path.read_bytes()
+
+
+def load_torch_file(path: str | os.PathLike, data: bytes, *, allowed: tuple[Any, ...] = (),
+                    inert_modules: tuple[str, ...] = ()) -> Any:  # fmt: skip
+    """A torch.save file read weights-only (``safe_pickle.torch_load``); a refusal names the file and the global."""
+    from ganserve.importers.safe_pickle import torch_load
+
+    try:
+        return torch_load(data, allowed=allowed, inert_modules=inert_modules)
+    except Exception as e:  # weights_only refuses code; report what it said, never run it
+        raise ImportError_(f"{path}: not a loadable weights-only torch file ({str(e).splitlines()[0][:200]})") from None
+
+
+def take_tensors(path: str | os.PathLike, src: dict[str, torch.Tensor], what: str):
+    """``take(name)``: the named source tensor, recorded as used, or ImportError_ naming it; and the used set."""
+    used: set[str] = set()
+
+    def take(name: str) -> torch.Tensor:
+        if name not in src:
+            raise ImportError_(f"{path}: {what} lacks {name}")
+        used.add(name)
+        return src[name]
+
+    return take, used
 
 
 def detect(path: str | os.PathLike, data: bytes) -> str:

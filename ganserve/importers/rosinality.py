@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ganserve.importers import Imported, ImportError_
+from ganserve.importers import Imported, ImportError_, load_torch_file, take_tensors
 
 W_AVG_SAMPLES = 10_000
 
@@ -36,11 +36,7 @@ def detect(path: str | os.PathLike, data: bytes) -> bool:
 
 
 def _load(path: Any, data: bytes) -> dict[str, Any]:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refuses code; report what torch said, never run it
-        raise ImportError_(f"{path}: not a loadable weights-only torch file ({str(e).splitlines()[0][:200]})") from None
+    ckpt = load_torch_file(path, data, allowed=(argparse.Namespace,))
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("g_ema"), dict):
         raise ImportError_(f"{path}: no g_ema state dict (a rosinality checkpoint holds g, d, g_ema)")
     return ckpt
@@ -78,13 +74,7 @@ def read(path: str | os.PathLike, data: bytes) -> Imported:
     if isinstance(args, argparse.Namespace) and getattr(args, "mlp_lr", None) is not None:
         config["mapping_lr_multiplier"] = float(args.mlp_lr)
     out: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-
-    def take(name: str) -> torch.Tensor:
-        if name not in src:
-            raise ImportError_(f"{path}: g_ema lacks {name}")
-        used.add(name)
-        return src[name]
+    take, used = take_tensors(path, src, "g_ema")
 
     for i in range(n_mlp):
         out[f"mapping.fc{i}.weight"] = take(f"style.{i + 1}.weight")

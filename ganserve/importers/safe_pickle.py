@@ -13,6 +13,7 @@ import collections
 import hashlib
 import io
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,11 @@ import torch
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The file asked for a global outside the allow-list; nothing it named was called."""
+
+
+def refused(name: str) -> UnsafePickleError:
+    msg = f"refused to load {name}: not on the allow-list of data types (nothing from the file was run)"
+    return UnsafePickleError(msg)
 
 
 @dataclass
@@ -107,8 +113,7 @@ class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         found = ALLOWED.get((module, name))
         if found is None:
-            raise UnsafePickleError(f"refused to load {module}.{name}: not on the allow-list of data types "
-                                    "(nothing from the file was run)")  # fmt: skip
+            raise refused(f"{module}.{name}")
         return found
 
     def persistent_load(self, pid: Any) -> Any:
@@ -118,3 +123,56 @@ class SafeUnpickler(pickle.Unpickler):
 def load(data: bytes) -> Any:
     """Unpickle ``data`` with the allow-list; raises UnsafePickleError for anything else."""
     return SafeUnpickler(io.BytesIO(data)).load()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# torch files: torch.load(weights_only=True), with training-framework bookkeeping read as inert data
+
+
+class InertObject:
+    """What a class from a training framework (a Lightning callback used as a dict key, OmegaConf hyper-parameters)
+    rebuilds to here: only the constructor arguments and the state the file stores; none of its code exists."""
+
+    qualified_name = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<inert {self.qualified_name}>"
+
+
+# Lightning .ckpt files key their callback states by the callback's class and may store OmegaConf configs: data only.
+INERT_MODULES = ("pytorch_lightning", "lightning", "lightning_fabric", "omegaconf")
+
+
+def _inert_class(full_name: str) -> type:
+    return type(full_name.rsplit(".", 1)[-1], (InertObject,), {"qualified_name": full_name})
+
+
+def torch_load(data: bytes, *, allowed: tuple[Any, ...] = (), inert_modules: tuple[str, ...] = ()) -> Any:
+    """``torch.load(weights_only=True)`` of ``data``, also allowing ``allowed`` and mapping every global from
+    ``inert_modules`` to an ``InertObject`` subclass. Any other global is refused (UnsafePickleError) by name,
+    before anything is unpickled: weights_only never calls what it has not been given."""
+    safe: list[Any] = list(allowed)
+    try:
+        unknown = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
+    except Exception:  # the legacy (pre-zip) format: plain weights_only decides
+        unknown = []
+    given = {f"{a.__module__}.{a.__qualname__}" for a in allowed}
+    for name in unknown:
+        if name in given:
+            continue
+        if not name.startswith(tuple(f"{m}." for m in inert_modules)):
+            raise refused(name)
+        safe.append((_inert_class(name), name))
+    try:
+        with torch.serialization.safe_globals(safe):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # what weights_only refused: report it, never retry without it
+        found = re.search(r"GLOBAL (\S+) ", str(e))
+        what = found.group(1) if found else str(e).splitlines()[0][:200]
+        raise refused(what) from None
