@@ -281,19 +281,9 @@ def other_kind(argv: list[str]) -> str:
     return argv[0]
 
 
-# Wrong lines in files this test's author may not edit (their owners fix them; strict: an xfail that passes fails).
-PENDING = {
-    ("checkpoints/README.md", "python -m ganserve.export.biggan_reference_bench"): "python3 (Debian has no python)",
-}
-
-
 @pytest.mark.parametrize("c", OTHER, ids=_id)
 def test_other_commands_are_known(c: Command) -> None:
     k = other_kind(c.argv)
-    pending = [why for (f, start), why in PENDING.items() if c.file == f and c.text.startswith(start)]
-    if pending:  # fixed there: the entry must go, so the check applies again
-        assert c.argv[0] == "python", f"{c.where}: fixed; remove it from PENDING"
-        pytest.xfail(pending[0])
     assert c.argv[0] != "python", f"{c.where}: Debian has no `python`: write python3"
     assert k == "python3 -m" or k in OTHER_PARSE_ONLY, f"{c.where}: unclassified command {k!r}: add it to " \
                                                         "OTHER_PARSE_ONLY in tests/test_docs_commands.py"  # fmt: skip
