@@ -238,7 +238,8 @@ def test_taming_first_stage_round_trip(tmp_path, vqgan_family):
     fs = meta["parts"]["first_stage"]["config"]
     # no project config: a 16x16 code grid assumed (32 px), attention where the tensors have it (level 1: 16 px)
     assert {k: fs[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels", "embed_dim", "n_embed")} == {
-        k: VQ[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels", "embed_dim", "n_embed")}
+        k: VQ[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels", "embed_dim", "n_embed")
+    }
     assert fs["resolution"] == 32 and fs["attn_resolutions"] == [16]
     assert any("16x16 code grid" in n for n in imported.notes) and any("untrained" in n for n in imported.notes)
     assert "loss.discriminator.main.0.weight" in imported.unused
@@ -351,7 +352,7 @@ def test_cli_import_reports_biggan_and_taming(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------------
 # Parity with the official code (only where a checkout is given)
 
-STUBS = '''
+STUBS = """
 import sys, types
 def stub(name, **attrs):
     try:
@@ -360,13 +361,15 @@ def stub(name, **attrs):
         mod = types.ModuleType(name)
         mod.__dict__.update(attrs)
         sys.modules[name] = mod
-'''
+"""
 
 
 @pytest.mark.skipif(_official("GANSERVE_HF_BIGGAN_SRC") is None, reason="no pytorch-pretrained-BigGAN checkout given")
 def test_hf_biggan_parity_with_the_official_code(tmp_path):
     folder = tmp_path / "release"
-    script = STUBS + f"""
+    script = (
+        STUBS
+        + f"""
 import json, torch
 # file_utils' download helpers are never called here: stand-ins where boto3 & co. are not installed
 stub("boto3"); stub("botocore"); stub("botocore.exceptions", ClientError=Exception)
@@ -401,6 +404,7 @@ with torch.no_grad():
         outs[t] = G(z * t, c, t)
 torch.save({{"z": z, "c": c, "outs": outs}}, {str(tmp_path / "ref.pt")!r})
 """
+    )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
     import_checkpoint(folder / "pytorch_model.bin", tmp_path / "ours.safetensors")
     ours = ganserve.load(tmp_path / "ours.safetensors")
@@ -416,7 +420,9 @@ torch.save({{"z": z, "c": c, "outs": outs}}, {str(tmp_path / "ref.pt")!r})
 
 @pytest.mark.skipif(_official("GANSERVE_TAMING_SRC") is None, reason="no taming-transformers checkout given")
 def test_taming_parity_with_the_official_code(tmp_path, vqgan_family):
-    script = STUBS + f"""
+    script = (
+        STUBS
+        + f"""
 import torch
 # mingpt imports transformers' top_k_top_p_filtering (a sampling helper not used here); quantize uses einops
 stub("transformers", top_k_top_p_filtering=None)
@@ -452,6 +458,7 @@ with torch.no_grad():
 torch.save({{"vq": vq.state_dict(), "gpt": gpt.state_dict(), "x": x, "codes": codes, "dec": dec, "c": c[:, 0],
             "logits": logits}}, {str(tmp_path / "ref.pt")!r})
 """
+    )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
     ref = torch.load(tmp_path / "ref.pt", weights_only=True)
     run = tmp_path / "logs" / "cin"

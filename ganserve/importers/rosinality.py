@@ -32,7 +32,7 @@ def detect(path: str | os.PathLike, data: bytes) -> bool:
         return False
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         names = z.namelist()
-    return any(n.endswith("/data.pkl") for n in names) and b"g_ema" in data[:1 << 16] and b"style.1.weight" in data
+    return any(n.endswith("/data.pkl") for n in names) and b"g_ema" in data[: 1 << 16] and b"style.1.weight" in data
 
 
 def _load(path: Any, data: bytes) -> dict[str, Any]:

@@ -25,10 +25,10 @@ tensors (depth / segmentation conditioning) and non-identity permuters are refus
 What shapes cannot say — the image resolution (only which levels have attention), the head count, whether the prior is
 class-conditional and its sos token — comes from the project's .yaml config when it is beside the file (or in
 ``../configs/``, taming's log layout); otherwise the resolution follows from the prior's block size (or from a 16x16
-code grid, as in the f16 releases at 256 px), the head count is minGPT's default 8, the prior is unconditional with sos token 0, and each
-assumption is a note in the output. A first stage without a transformer gets an untrained prior (torch seed 0), as
-ganserve's own first-stage checkpoints have: it serves reconstructions and is the first stage for
-``ganserve train --stage prior --first-stage``.
+code grid, as in the f16 releases at 256 px), the head count is minGPT's default 8, the prior is unconditional with sos
+token 0, and each assumption is a note in the output. A first stage without a transformer gets an untrained prior (torch
+seed 0), as ganserve's own first-stage checkpoints have: it serves reconstructions and is the first stage for ``ganserve
+train --stage prior --first-stage``.
 """
 
 from __future__ import annotations
