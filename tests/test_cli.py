@@ -128,3 +128,28 @@ def test_bench_sample_prints_rows(env):
 
     rows = json.loads(proc.stdout)["rows"]
     assert [r["batch"] for r in rows] == [1, 4] and all(r["images_per_s"] > 0 for r in rows)
+
+
+def test_bench_sample_times_several_backends_round_robin(tiny_path, monkeypatch, capsys):
+    import json
+
+    from ganserve import backends
+    from ganserve.benchmarks import sample as bench
+    from ganserve.benchmarks.timing import interleaved_median_seconds
+
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    assert set(interleaved_median_seconds(fns, repeats=3, warmup=1)) == {"a", "b"}
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then one of each per round
+
+    monkeypatch.setitem(backends.BACKENDS, "eager-copy", backends.BACKENDS["eager"])
+    parser = bench.add_parser(__import__("argparse").ArgumentParser().add_subparsers())
+    args = parser.parse_args(["--model", str(tiny_path), "--backend", "eager,eager-copy", "--batch-sizes", "1,2",
+                              "--repeats", "2", "--json"])  # fmt: skip
+    assert bench.run(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["backend"] == "eager,eager-copy" and [r["batch"] for r in info["rows"]] == [1, 2]
+    assert all(r["eager-copy_vs_eager"] > 0 and r["eager_images_per_s"] > 0 for r in info["rows"])
+    args.backend = "eager,eager"
+    with pytest.raises(ValueError, match="distinct"):
+        bench.run(args)

@@ -12,7 +12,7 @@ import sys
 import torch
 
 from ganserve.backends import BACKENDS, load_backend
-from ganserve.benchmarks.timing import median_seconds
+from ganserve.benchmarks.timing import interleaved_median_seconds, median_seconds
 from ganserve.precision import PRECISIONS
 from ganserve.sampling import describe, plan, render
 
@@ -20,7 +20,9 @@ from ganserve.sampling import describe, plan, render
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="images/s of the sampling core at batch 1, 8, 32 and peak memory")
     p.add_argument("--model", required=True, help="model name or checkpoint path")
-    p.add_argument("--backend", default="eager", help=f"one of: {', '.join(sorted(BACKENDS))} (as registered)")
+    p.add_argument("--backend", default="eager",
+                   help=f"one of: {', '.join(sorted(BACKENDS))} (as registered), or several comma-separated "
+                   "(e.g. eager,onnx): timed round-robin in one process, with each one's speed-up over the first")
     p.add_argument("--batch-sizes", default="1,8,32")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per batch size (median reported)")
     p.add_argument("--device", default="cpu")
@@ -60,7 +62,14 @@ def _reference_generator(path: str, model: torch.nn.Module) -> torch.nn.Module:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_backend(args.backend, args.model, device=args.device, precision=args.precision)
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not backends or len(set(backends)) != len(backends):
+        raise ValueError(f"--backend: one or more distinct backends, got {args.backend!r}")
+    if len(backends) > 1 and args.reference:
+        raise ValueError("--reference times one backend: give a single --backend with it")
+    if len(backends) > 1:
+        return _run_side_by_side(args, backends)
+    model = _load(args.backend, args)
     ref = _reference_generator(args.reference, model) if args.reference else None
     extra = json.loads(args.request)
     if describe(model)["classes"]:
@@ -95,9 +104,47 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"model {info['model']}  backend {args.backend}  device {args.device}  threads {info['threads']}")
+    _print_table(info, rows)
+    return 0
+
+
+def _load(backend: str, args: argparse.Namespace) -> torch.nn.Module:
+    # Graph backends get the same thread count as torch, or the comparison is of thread counts.
+    threads = {"threads": args.threads} if args.threads and backend != "eager" else {}
+    return load_backend(backend, args.model, device=args.device, precision=args.precision, **threads)
+
+
+def _run_side_by_side(args: argparse.Namespace, backends: list[str]) -> int:
+    """Several backends on the same requests, timed round-robin; speed-ups against the first one."""
+    models = {b: _load(b, args) for b in backends}
+    first = models[backends[0]]
+    extra = json.loads(args.request)
+    if describe(first)["classes"]:
+        extra.setdefault("class", 0)
+    rows = []
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        plans = {b: plan(m, {"seeds": list(range(bs)), **extra}, max_images=max(bs, 64)) for b, m in models.items()}
+        fns = {b: (lambda m=m, p=plans[b], bs=bs: render(m, [p], batch_size=bs)) for b, m in models.items()}
+        t = interleaved_median_seconds(fns, args.repeats, args.device)
+        row: dict[str, float | int] = {"batch": bs}
+        for b in backends:
+            row[f"{b}_images_per_s"] = round(bs / t[b], 2)
+        for b in backends[1:]:
+            row[f"{b}_vs_{backends[0]}"] = round(t[backends[0]] / t[b], 3)
+        rows.append(row)
+    info = {"model": getattr(first, "name", args.model), "backend": ",".join(backends), "device": args.device,
+            "precision": args.precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "timing": "round-robin, median", "rows": rows}  # fmt: skip
+    if args.json:
+        print(json.dumps(info))
+    else:
+        _print_table(info, rows)
+    return 0
+
+
+def _print_table(info: dict, rows: list[dict]) -> None:
+    print(f"model {info['model']}  backend {info['backend']}  device {info['device']}  threads {info['threads']}")
     keys = list(rows[0])
     print("  ".join(f"{k:>26}" for k in keys))
     for r in rows:
         print("  ".join(f"{r[k]!s:>26}" for k in keys))
-    return 0

@@ -24,3 +24,25 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: str = "cpu", 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved_median_seconds(
+    fns: dict[str, Callable[[], object]], repeats: int, device: str = "cpu", warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds of each call, timed round-robin (one of each per round), so that a shared, noisy machine's
+    load falls on every candidate alike and their ratio means something."""
+    cuda = str(device).startswith("cuda")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
