@@ -1,16 +1,16 @@
 """BigGAN-deep side by side in one process, CPU: ganserve eager, ganserve's ONNX graph (onnxruntime), and
 huggingface/pytorch-pretrained-BigGAN's BigGAN built at the same config with the same weights.
 
-    python -m ganserve.export.biggan_reference_bench --reference /path/to/pytorch-pretrained-BigGAN [--config small]
+    python3 -m ganserve.export.biggan_reference_bench --reference /path/to/pytorch-pretrained-BigGAN [--config small]
 
 The official code is only imported from the given checkout (its ``pytorch_pretrained_biggan/model.py`` and
 ``config.py``; the download helpers it imports are stubbed), never vendored. The weights are ganserve's: a
-``deep=True`` BigGANGenerator at the official config (``--config 128``: biggan-deep-128's; ``small``: a 32 px, 3
-channel, channel_width 16 version of it), randomly initialised with random standing statistics, loaded into the
-official module through the name mapping (the identity: ganserve's deep names are the release's) with strict=True.
-Before timing, both must agree on the same inputs at truncation 1.0 and 0.5 (points of the statistics grid).
-Eager is each module's forward (ganserve's outside the sampling core's batch-invariant mode, as the official one
-runs); truncation is a float for the official module and a per-row tensor for ganserve's.
+``deep=True`` BigGANGenerator at the official config (``--config 128`` / ``256``: biggan-deep-128's / -256's;
+``small``: a 32 px, 3 channel, channel_width 16 version of it), randomly initialised with random standing statistics,
+loaded into the official module through the name mapping (the identity: ganserve's deep names are the release's) with
+strict=True. Before timing, both must agree on the same inputs at truncation 1.0 and 0.5 (points of the statistics
+grid). Eager is each module's forward (ganserve's outside the sampling core's batch-invariant mode, as the official
+one runs); truncation is a float for the official module and a per-row tensor for ganserve's.
 """
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ from pathlib import Path
 
 import torch
 
-from ganserve.benchmarks.timing import median_seconds
+from ganserve.benchmarks.timing import interleaved_median_seconds
 
 HF_128_LAYERS = [[False, 16, 16], [True, 16, 16], [False, 16, 16], [True, 16, 8], [False, 8, 8], [True, 8, 4],
                  [False, 4, 4], [True, 4, 2], [False, 2, 2], [True, 2, 1]]  # fmt: skip
+# biggan-deep-256: one more (up, 8 -> 8) pair before the 8 -> 4 stage (the release's conversion script's list).
+HF_256_LAYERS = [[False, 16, 16], [True, 16, 16], [False, 16, 16], [True, 16, 8], [False, 8, 8], [True, 8, 8],
+                 [False, 8, 8], [True, 8, 4], [False, 4, 4], [True, 4, 2], [False, 2, 2], [True, 2, 1]]  # fmt: skip
 CONFIGS = {
+    "256": dict(resolution=256, img_channels=3, c_dim=1000, z_dim=128, embed_dim=128, channel_width=128,
+                layers=HF_256_LAYERS, attention_layer_position=8, deep=True, n_stats=51, eps=1e-4),
     "128": dict(resolution=128, img_channels=3, c_dim=1000, z_dim=128, embed_dim=128, channel_width=128,
                 layers=HF_128_LAYERS, attention_layer_position=8, deep=True, n_stats=51, eps=1e-4),
     "small": dict(resolution=32, img_channels=3, c_dim=10, z_dim=128, embed_dim=128, channel_width=16,
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"onnx parity (graph vs eager, batch 1/3/8): {result.parity['generator']}")
         params = sum(t.numel() for t in ours.parameters()) / 1e6
         print(f"config {args.config} ({params:.1f} M parameters), threads {args.threads}, onnxruntime "
-              f"{ort.__version__}, torch {torch.__version__}; images/s, median of {args.repeats}")  # fmt: skip
+              f"{ort.__version__}, torch {torch.__version__}; images/s, median of "
+              f"{args.repeats} round-robin rounds")  # fmt: skip
         for n in [int(b) for b in args.batch_sizes.split(",")]:
             s_off, s_ours, s_onnx = _times(ours, official, runner, n, config, args.psi, args.repeats)
             print(f"batch {n:>2}: official eager {n / s_off:8.2f} | ganserve eager {n / s_ours:8.2f} "
@@ -128,11 +134,10 @@ def _times(ours, official, runner, n: int, config: dict, psi: float, repeats: in
     """Median seconds per call: official eager, ganserve eager, ganserve onnx."""
     z, cv = inputs(n, config, psi)
     t = torch.full([n], psi)
-    return (
-        median_seconds(lambda: official(z, cv, psi), repeats),
-        median_seconds(lambda: ours(z, cv, t), repeats),
-        median_seconds(lambda: runner(z, cv, t), repeats),
-    )
+    # Round-robin, so a shared machine's load falls on the three alike.
+    fns = {"official": lambda: official(z, cv, psi), "ours": lambda: ours(z, cv, t), "onnx": lambda: runner(z, cv, t)}
+    m = interleaved_median_seconds(fns, repeats)
+    return m["official"], m["ours"], m["onnx"]
 
 
 if __name__ == "__main__":
