@@ -18,9 +18,17 @@ import ganserve
 from ganserve.checkpoint import read_metadata
 from ganserve.requests import RequestError
 from ganserve.sampling import describe, plan, sample
+from tests.family_fixtures import family_registered
 from tests.vq_fixtures import CLASSES, save_tiny
 
 FAMILIES = ("vqgan", "vit_vqgan")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _families_registered():
+    """Both VQ families, for this module's tests, whichever of them has landed with its checkpoint."""
+    with family_registered("vqgan"), family_registered("vit_vqgan"):
+        yield
 
 
 @pytest.fixture(scope="module")

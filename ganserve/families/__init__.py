@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "biggan": "ganserve.families.biggan",
     "sagan": "ganserve.families.sagan",
     "progan": "ganserve.families.progan",
+    "stylegan": "ganserve.families.stylegan",
     "vqgan": "ganserve.families.vqgan",
 }
 # The families ganserve is designed for: a checkpoint of one that has not landed yet is refused with "not available in
