@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "progan": "ganserve.families.progan",
     "stylegan": "ganserve.families.stylegan",
     "vqgan": "ganserve.families.vqgan",
+    "vit_vqgan": "ganserve.families.vit_vqgan",
 }
 # The families ganserve is designed for: a checkpoint of one that has not landed yet is refused with "not available in
 # this version" rather than "unknown family".
