@@ -105,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"resumed {trainer.state_path} at step {trainer.step}")
     elif trainer.state_path.exists():
         raise ValueError(f"{trainer.state_path} exists: pass --resume to continue it, or choose another --out-dir")
-    trainer.run()
     from ganserve.train import distributed
 
-    if not distributed.is_main():
+    trainer.run()
+    main = distributed.is_main()
+    distributed.finish()
+    if not main:
         return 0
     print(f"done: step {trainer.step}; state {trainer.state_path}" + (f"; model {opts.export}" if opts.export else ""))
     return 0

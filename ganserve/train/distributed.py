@@ -102,3 +102,11 @@ def average_buffers(module: nn.Module) -> None:
 def barrier() -> None:
     if rank_world()[1] > 1:
         dist.barrier()
+
+
+def finish() -> None:
+    """Leave the process group together: wait for rank 0's last snapshot, then tear the group down on every rank. A
+    rank that simply exits while another is still in gloo can be aborted (SIGABRT) at interpreter shutdown."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
