@@ -251,7 +251,7 @@ def _prediction(data: bytes) -> bytes:
 
 def grpc_predict(server, model: str, body: bytes):
     """TorchServe's gRPC Predictions call, messages encoded by hand (no generated stubs needed)."""
-    grpc = pytest.importorskip("grpc")
+    import grpc
     request = _field(1, model.encode()) + _field(3, _field(1, b"data") + _field(2, body))
     with grpc.insecure_channel(f"127.0.0.1:{server.config.grpc_inference_port}") as channel:
         call = channel.unary_unary("/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
@@ -264,7 +264,7 @@ def grpc_predict(server, model: str, body: bytes):
     [(b'{"seeds": [1], "truncation_psi": 7}', "truncation_psi"), (b"[" * 100_000, ""), (b'{"a": 1, "a": 2}', "a")],
 )
 def test_grpc_validation_errors_are_invalid_argument(server, body, field):
-    grpc = pytest.importorskip("grpc")
+    import grpc
     with pytest.raises(grpc.RpcError) as err:
         grpc_predict(server, "tiny", body)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
