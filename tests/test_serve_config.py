@@ -40,3 +40,25 @@ def test_the_log_config_keeps_what_failure_detection_reads(tmp_path):
 def test_two_workers_where_memory_allows(monkeypatch, tiny_path, available, expected):
     monkeypatch.setattr(serve_command, "available_mb", lambda: available)
     assert serve_command.default_workers({"tiny": tiny_path}) == expected
+
+
+def test_a_picked_port_is_never_one_already_given_to_the_server(monkeypatch):
+    """The OS may hand out a port again until it is bound (seen in CI: gRPC got the metrics port)."""
+    from ganserve.serving import config
+
+    handed_out = iter([41000, 41000, 41001, 41000, 41002])
+
+    class FakeSocket:
+        def bind(self, address):
+            self.port = next(handed_out)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(config.socket, "socket", FakeSocket)
+    assert config.free_port() == 41000
+    assert config.free_port(exclude=[41000]) == 41001
+    assert config.free_port(exclude=[41000, 41001]) == 41002

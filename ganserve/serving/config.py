@@ -5,6 +5,7 @@ handler as the bytes the client sent, Prometheus metrics on loopback."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +57,21 @@ LOG4J2_XML = f"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port(host: str = "127.0.0.1", exclude: Collection[int] = ()) -> int:
+    """A port the OS calls free now, other than ``exclude`` (ports already given to the same server but not bound
+    yet: the OS may hand one of them out again)."""
+    held: list[socket.socket] = []
+    try:
+        while True:
+            s = socket.socket()
+            held.append(s)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if port not in exclude:
+                return port
+    finally:
+        for s in held:
+            s.close()
 
 
 @dataclass

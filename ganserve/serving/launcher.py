@@ -152,14 +152,19 @@ class Server:
         self.checkpoints, self.extra_archives = dict(checkpoints), [Path(a) for a in archives]
         self.archive_options = archive or ArchiveOptions(min_workers=workers, max_workers=workers)
         self.verify = verify
+        # Ports of 0 are picked one after another, each distinct from those already chosen (none is bound yet).
+        chosen: list[int] = []
+        for port, bind in ((inference_port, host), (management_port, host), (metrics_port, "127.0.0.1"),
+                           (grpc_ports[0], host), (grpc_ports[1], host)):  # fmt: skip
+            chosen.append(port or free_port(bind, exclude=chosen))
         self.config = ServerConfig(
             model_store=self.workdir / "model-store",
             host=host,
-            inference_port=inference_port or free_port(host),
-            management_port=management_port or free_port(host),
-            metrics_port=metrics_port or free_port("127.0.0.1"),
-            grpc_inference_port=grpc_ports[0] or free_port(host),
-            grpc_management_port=grpc_ports[1] or free_port(host),
+            inference_port=chosen[0],
+            management_port=chosen[1],
+            metrics_port=chosen[2],
+            grpc_inference_port=chosen[3],
+            grpc_management_port=chosen[4],
             auth=auth,
             token_expiration_min=token_expiration_min,
             workers=workers,
