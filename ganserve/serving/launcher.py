@@ -281,13 +281,14 @@ class Server:
         lines = self._new_log_lines()
         if not any(LOAD_FAILED.search(ln) or WORKER_DIED.search(ln) for ln in lines):
             return None
-        # The frontend's "Load model failed" and the worker's traceback reach different files, line by line: let
-        # the logs settle (bounded) so the traceback's last line, the actual error, is there to report.
-        deadline = time.monotonic() + 5
+        # The frontend's "Load model failed" / "Worker died." and the worker's traceback reach different files, line
+        # by line, and on a busy machine the traceback can lag by seconds: wait (bounded) until the worker's error is
+        # there and the logs have settled, so the actual error is what gets reported.
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             time.sleep(0.5)
             settled = self._new_log_lines()
-            if len(settled) == len(lines):
+            if len(settled) == len(lines) and any(MODEL_LOG_ERROR.search(ln) for ln in settled):
                 break
             lines = settled
         errors = [m.group("error").strip() for ln in lines if (m := MODEL_LOG_ERROR.search(ln))]
