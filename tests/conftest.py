@@ -9,16 +9,21 @@ import pytest
 import torch
 
 import ganserve
+from ganserve.models.stylegan import StyleGANConfig, StyleGANGenerator
 from ganserve.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 TINY = dict(resolution=16, img_channels=3, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32)
 CLASSES = ["circle", "square", "triangle"]
 
 
-def make_tiny_generator(seed: int = 0, **overrides) -> StyleGAN2Generator:
-    """A small random StyleGAN2 whose noise inputs and w_avg are non-trivial (as a trained one's would be)."""
+def make_tiny_generator(seed: int = 0, family: str = "stylegan2", **overrides) -> torch.nn.Module:
+    """A small random StyleGAN2 (or StyleGAN v1: ``family="stylegan"``) whose noise inputs and w_avg are non-trivial
+    (as a trained one's would be)."""
     torch.manual_seed(seed)
-    G = StyleGAN2Generator(StyleGAN2Config(**{**TINY, **overrides})).eval()
+    if family == "stylegan":
+        G = StyleGANGenerator(StyleGANConfig(**{**TINY, **overrides})).eval()
+    else:
+        G = StyleGAN2Generator(StyleGAN2Config(**{**TINY, **overrides})).eval()
     with torch.no_grad():
         for m in G.modules():
             if hasattr(m, "noise_strength"):

@@ -163,33 +163,34 @@ def _data():
     return ImageDataset(torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=g), name="random")
 
 
-def _opts(tmp_path, name, family="progan", model=None, **kw) -> TrainOptions:
+def _opts(tmp_path, name, family="progan", model=None, options=None, **kw) -> TrainOptions:
+    """``options``: the family's options beyond the growth schedule; ``family_options`` replaces the schedule."""
     model = model or {"z_dim": 8, "channel_base": 64, "channel_max": 8}
     # batch 4, 8 px: 4 px for 2 steps, then 8 px fading in over 4 steps (alpha 0 at step 2, which is the 4 px
     # network exactly, then 0.25 a step), then 8 px.
-    grow = {"phase_kimg": 0.008, "fade_kimg": 0.016}
+    grow = kw.pop("family_options", {"phase_kimg": 0.008, "fade_kimg": 0.016})
     base = dict(family=family, resolution=8, out_dir=str(tmp_path / name), steps=8, batch_size=4, snap=3,
-                model=model, seed=5, family_options=grow)  # fmt: skip
+                model=model, seed=5, family_options={**grow, **(options or {})})  # fmt: skip
     return TrainOptions(**{**base, **kw})
 
 
-def resume_mid_fade_is_bit_exact(tmp_path, family, model=None):
+def resume_mid_fade_is_bit_exact(tmp_path, family, model=None, options=None):
     data = _data()
-    straight = Trainer(_opts(tmp_path, "straight", family, model), data, command="test")
+    straight = Trainer(_opts(tmp_path, "straight", family, model, options), data, command="test")
     logs = [straight.train_step() for _ in range(8)]
     assert [(lg["resolution"], lg["alpha"]) for lg in logs] == [
         (4, 1), (4, 1), (4, 1), (8, 0.25), (8, 0.5), (8, 0.75), (8, 1), (8, 1)
     ]  # fmt: skip
     assert all(np.isfinite(v) for lg in logs for v in lg.values())
 
-    first = Trainer(_opts(tmp_path, "resumed", family, model, steps=4), data, command="test")
+    first = Trainer(_opts(tmp_path, "resumed", family, model, options, steps=4), data, command="test")
     first.run(progress=False)  # snapshot at step 3 (alpha 0.25 done) and at step 4
     from ganserve.checkpoint import read_tensors
 
     tensors, meta = read_tensors(first.state_path)
     assert meta["step"] == 4 and int(tensors["progress.resolution"]) == 8
     assert float(tensors["progress.alpha"]) == 0.25  # step 3's alpha: mid-fade
-    second = Trainer(_opts(tmp_path, "resumed", family, model), data, command="test")
+    second = Trainer(_opts(tmp_path, "resumed", family, model, options), data, command="test")
     assert second.resume() and second.step == 4
     second.run(progress=False)
     for mod in ("G", "D", "G_ema"):
@@ -202,7 +203,7 @@ def resume_mid_fade_is_bit_exact(tmp_path, family, model=None):
         assert a.keys() == b.keys() and all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
 
     # The schedule is part of the run: resuming with another one is refused.
-    other = _opts(tmp_path, "resumed", family, model, steps=10, family_options={"phase_kimg": 0.004})
+    other = _opts(tmp_path, "resumed", family, model, options, steps=10, family_options={"phase_kimg": 0.004})
     third = Trainer(other, data, command="test")
     assert third.resume()
     with pytest.raises(ValueError, match="schedule"):

@@ -10,20 +10,33 @@ import pytest
 import torch
 from PIL import Image
 
+import ganserve
 import ganserve.requests as requests_module
 from ganserve.images import read_png_params
 from ganserve.requests import RequestError, parse_request, parse_seeds
 from ganserve.sampling import encode_result, plan, render, sample
+from tests.conftest import make_tiny_generator
 
 SEEDS = [0, 1, 2, 3, 7, 11, 12, 2**32 - 1]
 
 
+@pytest.fixture(scope="module", params=["stylegan2", "stylegan"])
+def style_model(request, tmp_path_factory):
+    """A tiny StyleGAN2 and a tiny StyleGAN v1: the style fields mean the same for both families."""
+    path = tmp_path_factory.mktemp(request.param) / f"tiny-{request.param}.safetensors"
+    ganserve.save_generator(path, make_tiny_generator(family=request.param), dataset="random", training={"step": 0})
+    G = ganserve.load(path)
+    assert G.family == request.param
+    return G
+
+
 @pytest.mark.parametrize("noise_mode", ["const", "random", "none"])
-def test_same_pixels_across_batch_sizes_order_and_calls(tiny, noise_mode):
-    a = sample(tiny, seeds=SEEDS, noise_mode=noise_mode, batch_size=8).images
-    singles = np.concatenate([sample(tiny, seeds=[s], noise_mode=noise_mode, batch_size=1).images for s in SEEDS])
-    reordered = sample(tiny, seeds=SEEDS[::-1], noise_mode=noise_mode, batch_size=3).images[::-1]
-    again = sample(tiny, seeds=SEEDS, noise_mode=noise_mode, batch_size=8).images
+def test_same_pixels_across_batch_sizes_order_and_calls(style_model, noise_mode):
+    a = sample(style_model, seeds=SEEDS, noise_mode=noise_mode, batch_size=8).images
+    one_by_one = [sample(style_model, seeds=[s], noise_mode=noise_mode, batch_size=1).images for s in SEEDS]
+    singles = np.concatenate(one_by_one)
+    reordered = sample(style_model, seeds=SEEDS[::-1], noise_mode=noise_mode, batch_size=3).images[::-1]
+    again = sample(style_model, seeds=SEEDS, noise_mode=noise_mode, batch_size=8).images
     assert a.dtype == np.uint8 and a.shape == (len(SEEDS), 16, 16, 3)
     assert np.array_equal(a, singles)
     assert np.array_equal(a, reordered)
@@ -31,71 +44,71 @@ def test_same_pixels_across_batch_sizes_order_and_calls(tiny, noise_mode):
     assert len({a[i].tobytes() for i in range(len(SEEDS))}) == len(SEEDS)  # seeds really differ
 
 
-def test_noise_modes_differ(tiny):
-    imgs = {m: sample(tiny, seeds=[3], noise_mode=m).images[0].astype(int) for m in ("const", "random", "none")}
+def test_noise_modes_differ(style_model):
+    imgs = {m: sample(style_model, seeds=[3], noise_mode=m).images[0].astype(int) for m in ("const", "random", "none")}
     assert np.abs(imgs["const"] - imgs["random"]).max() > 0
     assert np.abs(imgs["const"] - imgs["none"]).max() > 0
 
 
-def test_psi_zero_gives_one_image_for_every_seed(tiny):
-    imgs = sample(tiny, seeds=SEEDS, truncation_psi=0.0).images
+def test_psi_zero_gives_one_image_for_every_seed(style_model):
+    imgs = sample(style_model, seeds=SEEDS, truncation_psi=0.0).images
     assert all(np.array_equal(imgs[0], imgs[i]) for i in range(len(SEEDS)))
 
 
-def test_psi_one_equals_no_truncation(tiny):
-    a = sample(tiny, seeds=SEEDS, truncation_psi=1.0).images
-    b = sample(tiny, seeds=SEEDS).images
-    c = sample(tiny, seeds=SEEDS, truncation_psi=0.5).images
+def test_psi_one_equals_no_truncation(style_model):
+    a = sample(style_model, seeds=SEEDS, truncation_psi=1.0).images
+    b = sample(style_model, seeds=SEEDS).images
+    c = sample(style_model, seeds=SEEDS, truncation_psi=0.5).images
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
-def test_truncation_cutoff_limits_the_layers(tiny):
-    p_all = plan(tiny, seeds=[5], truncation_psi=0.0)
-    p_cut = plan(tiny, seeds=[5], truncation_psi=0.0, truncation_cutoff=2)
-    p_none = plan(tiny, seeds=[5])
+def test_truncation_cutoff_limits_the_layers(style_model):
+    p_all = plan(style_model, seeds=[5], truncation_psi=0.0)
+    p_cut = plan(style_model, seeds=[5], truncation_psi=0.0, truncation_cutoff=2)
+    p_none = plan(style_model, seeds=[5])
     assert torch.equal(p_cut.rows["ws"][:, :2], p_all.rows["ws"][:, :2])
     assert torch.equal(p_cut.rows["ws"][:, 2:], p_none.rows["ws"][:, 2:])
 
 
-def test_style_mixing_over_all_and_no_layers(tiny):
-    n = tiny.num_ws
-    mixed_all = sample(tiny, seeds=[1, 2], style_mix={"seeds": [9], "layers": [0, n - 1]}).images
-    mixer = sample(tiny, seeds=[9]).images
+def test_style_mixing_over_all_and_no_layers(style_model):
+    n = style_model.num_ws
+    mixed_all = sample(style_model, seeds=[1, 2], style_mix={"seeds": [9], "layers": [0, n - 1]}).images
+    mixer = sample(style_model, seeds=[9]).images
     assert np.array_equal(mixed_all[0], mixer[0]) and np.array_equal(mixed_all[1], mixer[0])
     # Layer ranges are inclusive at both ends, as the official --styles 0-6: [3, 3] and "3-3" replace ws[3] only.
     for layers in ([3, 3], "3-3"):
-        p = plan(tiny, seeds=[1], style_mix={"seeds": [9], "layers": layers})
-        base, mix = plan(tiny, seeds=[1]).rows["ws"][0], plan(tiny, seeds=[9]).rows["ws"][0]
+        p = plan(style_model, seeds=[1], style_mix={"seeds": [9], "layers": layers})
+        base, mix = plan(style_model, seeds=[1]).rows["ws"][0], plan(style_model, seeds=[9]).rows["ws"][0]
         got = p.rows["ws"][0]
         assert torch.equal(got[3], mix[3]) and torch.equal(got[:3], base[:3]) and torch.equal(got[4:], base[4:])
         assert p.params[0]["style_mix"]["layers"] == "3-3"
     with pytest.raises(RequestError, match="exceeds") as e:
-        plan(tiny, seeds=[1], style_mix={"seeds": [9], "layers": [0, n]})
+        plan(style_model, seeds=[1], style_mix={"seeds": [9], "layers": [0, n]})
     assert e.value.field == "style_mix.layers"
 
 
-def test_style_mixing_grid_and_named_groups(tiny):
-    r = sample(tiny, seeds=[1, 2], style_mix={"seeds": "5-7", "layers": "coarse"})
+def test_style_mixing_grid_and_named_groups(style_model):
+    r = sample(style_model, seeds=[1, 2], style_mix={"seeds": "5-7", "layers": "coarse"})
     assert r.images.shape[0] == 6  # rows: seeds, columns: mixing seeds
     assert r.params[4]["style_mix"] == {"seeds": [6], "layers": "coarse"}
-    p = plan(tiny, seeds=[1], style_mix={"seeds": [5], "layers": "coarse"})
-    base, mix, got = plan(tiny, seeds=[1]).rows["ws"], plan(tiny, seeds=[5]).rows["ws"], p.rows["ws"]
+    p = plan(style_model, seeds=[1], style_mix={"seeds": [5], "layers": "coarse"})
+    base, mix, got = plan(style_model, seeds=[1]).rows["ws"], plan(style_model, seeds=[5]).rows["ws"], p.rows["ws"]
     assert torch.equal(got[0, :4], mix[0, :4]) and torch.equal(got[0, 4:], base[0, 4:])
     with pytest.raises(RequestError) as e:
-        plan(tiny, seeds=[1], style_mix={"seeds": [5], "layers": "fine"})  # 16px model: no 64px+ layers
+        plan(style_model, seeds=[1], style_mix={"seeds": [5], "layers": "fine"})  # 16px model: no 64px+ layers
     assert e.value.field == "style_mix.layers"
 
 
 @pytest.mark.parametrize("space", ["w", "z"])
-def test_interpolation_endpoints_are_the_seeds(tiny, space):
-    r = sample(tiny, seeds=[4], interpolate={"to_seed": 8, "steps": 5, "space": space})
+def test_interpolation_endpoints_are_the_seeds(style_model, space):
+    r = sample(style_model, seeds=[4], interpolate={"to_seed": 8, "steps": 5, "space": space})
     assert r.images.shape[0] == 5
-    ends = sample(tiny, seeds=[4, 8]).images
+    ends = sample(style_model, seeds=[4, 8]).images
     assert np.array_equal(r.images[0], ends[0])
     # the last frame is the target seed's latent (noise stays the start seed's)
-    target = sample(tiny, seeds=[8], noise_mode="none").images[0]
-    last = sample(tiny, seeds=[4], noise_mode="none", interpolate={"to_seed": 8, "steps": 5, "space": space})
+    target = sample(style_model, seeds=[8], noise_mode="none").images[0]
+    last = sample(style_model, seeds=[4], noise_mode="none", interpolate={"to_seed": 8, "steps": 5, "space": space})
     assert np.abs(last.images[-1].astype(int) - target.astype(int)).max() <= 1
     assert [p["frame"] for p in r.params] == list(range(5))
 

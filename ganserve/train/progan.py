@@ -133,17 +133,42 @@ class GrowingTraining(TrainingStep):
 
 
 @dataclass
-class ProGANOptions(GrowthOptions):
-    lr: float = option(0.001, "Adam learning rate of G and D")
-    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas B1,B2")
+class WGANGPOptions(GrowthOptions):
     gp_lambda: float = option(10.0, "WGAN-GP weight lambda")
     gp_target: float = option(1.0, "WGAN-GP target gradient norm")
     drift: float = option(0.001, "drift term epsilon: keeps D(real) near 0")
 
     def check(self, batch_size: int, resolution: int, conditional: bool) -> None:
         super().check(batch_size, resolution, conditional)
-        if not self.lr > 0 or not self.gp_target > 0 or self.gp_lambda < 0 or self.drift < 0:
-            raise ValueError("--lr and --gp-target must be > 0, --gp-lambda and --drift >= 0")
+        if not self.gp_target > 0 or self.gp_lambda < 0 or self.drift < 0:
+            raise ValueError("--gp-target must be > 0, --gp-lambda and --drift >= 0")
+
+
+def wgan_gp_d_loss(
+    D: nn.Module, real: torch.Tensor, fake: torch.Tensor, c_real, c_fake, o: WGANGPOptions
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """D's WGAN-GP loss with the drift term: -(D(real) - D(fake)) + gradient penalty + epsilon D(real)^2."""
+    d_real = D(real, c_real)
+    d_fake = D(fake, c_fake)
+    wasserstein = d_real.mean() - d_fake.mean()
+    mix = torch.rand([real.shape[0], 1, 1, 1])
+    x_hat = torch.lerp(real, fake, mix).requires_grad_(True)
+    (grads,) = torch.autograd.grad(D(x_hat, c_real).sum(), x_hat, create_graph=True)
+    norms = grads.flatten(1).norm(dim=1)
+    gp = ((norms - o.gp_target).square() * (o.gp_lambda / o.gp_target**2)).mean()
+    loss = -wasserstein + gp + d_real.square().mean() * o.drift
+    return loss, {"D": float(loss.detach()), "W": float(wasserstein.detach()), "gp": float(gp.detach())}
+
+
+@dataclass
+class ProGANOptions(WGANGPOptions):
+    lr: float = option(0.001, "Adam learning rate of G and D")
+    betas: tuple[float, float] = option((0.0, 0.99), "Adam betas B1,B2")
+
+    def check(self, batch_size: int, resolution: int, conditional: bool) -> None:
+        super().check(batch_size, resolution, conditional)
+        if not self.lr > 0:
+            raise ValueError("--lr must be > 0")
 
 
 class ProGANTraining(GrowingTraining):
@@ -154,16 +179,8 @@ class ProGANTraining(GrowingTraining):
         self.opt_G = torch.optim.Adam(G.parameters(), lr=options.lr, betas=options.betas, eps=1e-8)
         self.opt_D = torch.optim.Adam(D.parameters(), lr=options.lr, betas=options.betas, eps=1e-8)
 
-    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        o = self.options
-        mix = torch.rand([real.shape[0], 1, 1, 1])
-        x_hat = torch.lerp(real, fake, mix).requires_grad_(True)
-        (grads,) = torch.autograd.grad(self.D(x_hat, c).sum(), x_hat, create_graph=True)
-        norms = grads.flatten(1).norm(dim=1)
-        return ((norms - o.gp_target).square() * (o.gp_lambda / o.gp_target**2)).mean()
-
     def train(self, step: int, batches: Callable[[], Batch]) -> dict[str, float]:
-        o, n = self.options, self.batch_size
+        n = self.batch_size
         lod = self.grow(step)
         real, c_real, c_fake = batches()
         real = fade_reals(real, lod)
@@ -175,12 +192,8 @@ class ProGANTraining(GrowingTraining):
         self.opt_D.zero_grad(set_to_none=True)
         with torch.no_grad():
             fake = self.G(sample_z(n, z_dim), c_fake)
-        d_real = self.D(real, c_real)
-        d_fake = self.D(fake, c_fake)
-        wasserstein = d_real.mean() - d_fake.mean()
-        gp = self.gradient_penalty(real, fake, c_real)
-        drift = d_real.square().mean() * o.drift
-        (-wasserstein + gp + drift).backward()
+        loss_D, logs = wgan_gp_d_loss(self.D, real, fake, c_real, c_fake, self.options)
+        loss_D.backward()
         self.opt_D.step()
 
         # G: -D(G(z)).
@@ -190,5 +203,4 @@ class ProGANTraining(GrowingTraining):
         loss_G = -self.D(self.G(sample_z(n, z_dim), c_fake), c_fake).mean()
         loss_G.backward()
         self.opt_G.step()
-        return {"G": float(loss_G.detach()), "D": float((-wasserstein + gp + drift).detach()),
-                "W": float(wasserstein.detach()), "gp": float(gp.detach()), **self.progress_logs(lod)}  # fmt: skip
+        return {"G": float(loss_G.detach()), **logs, **self.progress_logs(lod)}
