@@ -69,3 +69,13 @@ def tiny_cond(tiny_cond_path):
 def ganserve_cmd(*args: str) -> list[str]:
     """The CLI as a subprocess command line, run with this interpreter."""
     return [sys.executable, "-m", "ganserve.cli", *args]
+
+
+@pytest.fixture(scope="module")
+def latents_dir(tmp_path_factory):
+    """GANSERVE_LATENTS for one test module: projected ws go here, not to the user's cache."""
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("latents")
+    mp.setenv("GANSERVE_LATENTS", str(d))
+    yield d
+    mp.undo()

@@ -29,15 +29,6 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def latents_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("latents")
-    mp.setenv("GANSERVE_LATENTS", str(d))  # projected ws go here, not to the user's cache
-    yield d
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def app_url(tiny_models_dir, latents_dir):
     backend = LocalBackend({n: tiny_models_dir / f"{n}.safetensors" for n in ("tiny", "tiny-cond")})
     app = build_app(backend)

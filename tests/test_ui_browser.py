@@ -34,15 +34,6 @@ TIMINGS: dict[str, float] = {}  # measured in the browser, printed at the end of
 
 
 @pytest.fixture(scope="module")
-def latents_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("latents")
-    mp.setenv("GANSERVE_LATENTS", str(d))  # projected ws go here, not to the user's cache
-    yield d
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def app_url(tiny_models_dir, latents_dir, tmp_path_factory):
     from tests.family_fixtures import make_tiny_biggan, save_tiny
 

@@ -21,6 +21,7 @@ import logging
 import os
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no phoning home
@@ -200,16 +201,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                             )
                             rand_btn = gr.Button("Random seed", elem_id="random")
                             gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-                        image = gr.Image(
-                            format="png",
-                            type="filepath",
-                            label="Image",
-                            interactive=False,
-                            buttons=IMAGE_BUTTONS,
-                            alt_text="The generated image (Generate to make one)",
-                            elem_id="image",
-                            elem_classes=["gs-int", "gs-out", "gs-pixelated"],
-                        )
+                        image = _out_image("Image", "The generated image (Generate to make one)", "image")
                         with gr.Accordion("Region re-sampling", open=False, visible=spec0.region_resampling) as region:
                             region_image = gr.Image(
                                 type="filepath",
@@ -348,16 +340,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                                 )
                                 proj_btn = gr.Button("Project into W", variant="primary", elem_id="project-run")
                                 gr.Markdown(_projection_note(backend), elem_id="project-note")
-                        proj_result = gr.Image(
-                            format="png",
-                            type="filepath",
-                            label="Reconstruction",
-                            interactive=False,
-                            buttons=IMAGE_BUTTONS,
-                            alt_text="The projection's reconstruction",
-                            elem_id="project-result",
-                            elem_classes=["gs-int", "gs-out", "gs-pixelated"],
-                        )
+                        proj_result = _out_image("Reconstruction", "The projection's reconstruction", "project-result")
                         proj_info = gr.Markdown("", elem_id="project-info")
                 # ---- semantic directions ---------------------------------------------------------------------------
                 with gr.Accordion(
@@ -578,32 +561,21 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             run.__name__ = inner.__name__
             return run
 
+        # A page event: every setting in, any component out, one render at a time, the latest wins.
+        page_event = dict(inputs=page_inputs, outputs=page_outputs, trigger_mode="always_last", concurrency_id="page",
+                          concurrency_limit=1, show_progress="minimal", show_progress_on=progress_on,
+                          api_visibility="private")  # fmt: skip
+
+        def then_strips(dep: Any) -> Any:
+            """After a page event, the direction strips (when the panel is open and their source or settings
+            changed), one render at a time, the latest wins."""
+            return dep.then(strips_event, inputs=page_inputs, outputs=[*strips, strips_key], trigger_mode="always_last",
+                            concurrency_id="strips", concurrency_limit=1, show_progress="hidden",
+                            api_visibility="private")  # fmt: skip
+
         def on(triggers: list[Any], action: Callable[..., dict[str, Any]], **kwargs: Any) -> Any:
-            """Wire a page event: every setting in, any component out, one render at a time, the latest wins."""
-            dep = gr.on(
-                triggers,
-                page(action),
-                inputs=page_inputs,
-                outputs=page_outputs,
-                trigger_mode="always_last",
-                concurrency_id="page",
-                concurrency_limit=1,
-                show_progress="minimal",
-                show_progress_on=progress_on,
-                api_visibility="private",
-                **kwargs,
-            )
-            # Then the direction strips, when the panel is open and their source or settings changed.
-            return dep.then(
-                strips_event,
-                inputs=page_inputs,
-                outputs=[*strips, strips_key],
-                trigger_mode="always_last",
-                concurrency_id="strips",
-                concurrency_limit=1,
-                show_progress="hidden",
-                api_visibility="private",
-            )
+            """Wire a page event (``page_event``), then the direction strips."""
+            return then_strips(gr.on(triggers, page(action), **{**page_event, **kwargs}))
 
         def render_tab(tab: str | None) -> Callable[..., dict[str, Any]]:
             def action(v: dict[str, Any], _d: Any) -> dict[str, Any]:
@@ -743,27 +715,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 "url": url_for(ex, v),
             }
 
-        gr.on(
-            [browse_gallery.select],
-            page_select(send),
-            inputs=page_inputs,
-            outputs=page_outputs,
-            trigger_mode="always_last",
-            concurrency_id="page",
-            concurrency_limit=1,
-            show_progress="minimal",
-            show_progress_on=progress_on,
-            api_visibility="private",
-        ).then(
-            strips_event,
-            inputs=page_inputs,
-            outputs=[*strips, strips_key],
-            trigger_mode="always_last",
-            concurrency_id="strips",
-            concurrency_limit=1,
-            show_progress="hidden",
-            api_visibility="private",
-        )
+        then_strips(gr.on([browse_gallery.select], page_select(send), **page_event))
 
         def strip_click(k: int) -> Callable[..., dict[str, Any]]:
             def action(v: dict[str, Any], d: dict[Any, Any], evt: gr.SelectData) -> dict[str, Any]:
@@ -909,30 +861,10 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 gr.Warning(_message(e), title="Not rendered")
             return out
 
-        restore_dep = gr.on(
-            [restore_file.upload],
-            page(restore_action),
-            inputs=page_inputs,
-            outputs=page_outputs,
-            trigger_mode="always_last",
-            concurrency_id="page",
-            concurrency_limit=1,
-            show_progress="minimal",
-            show_progress_on=progress_on,
-            api_visibility="private",
-        )
+        restore_dep = gr.on([restore_file.upload], page(restore_action), **page_event)
         # A refused file is cleared too, so the next drop works.
         restore_dep.then(lambda: gr.update(value=None), None, restore_file, api_visibility="private", queue=False)
-        restore_dep.then(
-            strips_event,
-            inputs=page_inputs,
-            outputs=[*strips, strips_key],
-            trigger_mode="always_last",
-            concurrency_id="strips",
-            concurrency_limit=1,
-            show_progress="hidden",
-            api_visibility="private",
-        )
+        then_strips(restore_dep)
 
         # ---- projection ----------------------------------------------------------------------------------------------
         def project_action(d: dict[Any, Any], progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008
@@ -962,24 +894,17 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 url_box: url_for(ex, {**v, "tab": "project"}),
             }
 
-        proj_btn.click(
-            project_action,
-            inputs=page_inputs,
-            outputs=page_outputs,
-            concurrency_id="project",
-            concurrency_limit=1,
-            show_progress="full",
-            show_progress_on=[proj_result],
-            api_visibility="private",
-        ).then(
-            strips_event,
-            inputs=page_inputs,
-            outputs=[*strips, strips_key],
-            trigger_mode="always_last",
-            concurrency_id="strips",
-            concurrency_limit=1,
-            show_progress="hidden",
-            api_visibility="private",
+        then_strips(
+            proj_btn.click(
+                project_action,
+                inputs=page_inputs,
+                outputs=page_outputs,
+                concurrency_id="project",
+                concurrency_limit=1,
+                show_progress="full",
+                show_progress_on=[proj_result],
+                api_visibility="private",
+            )
         )
 
         # ---- opening the page: the model list, and the settings in the URL (rendered) -------------------------------
@@ -1034,51 +959,38 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         def load_page(d: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             return page(load_action)(d, request)
 
-        app.load(
-            load_page,
-            inputs=page_inputs,
-            outputs=page_outputs,
-            show_progress="minimal",
-            show_progress_on=progress_on,
-            api_visibility="private",
-        ).then(
-            strips_event,
-            inputs=page_inputs,
-            outputs=[*strips, strips_key],
-            show_progress="hidden",
-            concurrency_id="strips",
-            concurrency_limit=1,
-            api_visibility="private",
+        then_strips(
+            app.load(
+                load_page,
+                inputs=page_inputs,
+                outputs=page_outputs,
+                show_progress="minimal",
+                show_progress_on=progress_on,
+                api_visibility="private",
+            )
         )
 
         # ---- the API: plain values in and out, errors as errors ---------------------------------------------------
-        _wire_api(
-            app,
-            ex,
-            backend,
-            C,
-            first,
-            M,
-            tab_items,
-            tabs,
-            status,
-            params_box,
-            image,
-            grid_gallery,
-            mix_figure,
-            mix_gallery,
-            ip_gallery,
-            ip_gif,
-            ip_file,
-            ip_strip,
-            browse_gallery,
-            strips,
-            proj_image,
-            proj_result,
-            region_image,
-            region_box,
-            restore_api_file,
+        outputs = ApiOutputs(
+            status=status,
+            params_box=params_box,
+            image=image,
+            grid_gallery=grid_gallery,
+            mix_figure=mix_figure,
+            mix_gallery=mix_gallery,
+            ip_gallery=ip_gallery,
+            ip_gif=ip_gif,
+            ip_file=ip_file,
+            ip_strip=ip_strip,
+            browse_gallery=browse_gallery,
+            strips=strips,
+            proj_image=proj_image,
+            proj_result=proj_result,
+            region_image=region_image,
+            region_box=region_box,
+            restore_api_file=restore_api_file,
         )
+        _wire_api(app, ex, backend, C, first, M, tab_items, tabs, outputs)
 
         # VQ tab: its own button and endpoint (/vq_resample) with the sidebar's settings.
         common = [C[k] for k in COMMON_KEYS]
@@ -1097,33 +1009,30 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
     return app
 
 
-def _wire_api(
-    app,
-    ex,
-    backend,
-    C,
-    first,
-    M,
-    tab_items,
-    tabs,
-    status,
-    params_box,
-    image,
-    grid_gallery,
-    mix_figure,
-    mix_gallery,
-    ip_gallery,
-    ip_gif,
-    ip_file,
-    ip_strip,
-    browse_gallery,
-    strips,
-    proj_image,
-    proj_result,
-    region_image,
-    region_box,
-    restore_api_file,
-) -> None:
+@dataclass
+class ApiOutputs:
+    """The page's components that the API endpoints write to (``_wire_api``)."""
+
+    status: Any
+    params_box: Any
+    image: Any
+    grid_gallery: Any
+    mix_figure: Any
+    mix_gallery: Any
+    ip_gallery: Any
+    ip_gif: Any
+    ip_file: Any
+    ip_strip: Any
+    browse_gallery: Any
+    strips: Any
+    proj_image: Any
+    proj_result: Any
+    region_image: Any
+    region_box: Any
+    restore_api_file: Any
+
+
+def _wire_api(app, ex, backend, C, first, M, tab_items, tabs, w: ApiOutputs) -> None:
     """The named endpoints for gradio_client, on hidden buttons (the page's own events are private)."""
     # Choices that depend on the model are free text for API callers (any served model's groups, spaces and
     # methods; the request says what is wrong), not the page's radios, which hold the first model's choices.
@@ -1158,12 +1067,12 @@ def _wire_api(
             "model": C["model"],
             "seed": C["seed"],
             **common,
-            "region_image": region_image,
-            "region_box": region_box,
+            "region_image": w.region_image,
+            "region_box": w.region_box,
             "w": C["w"],
             **edits,
         },
-        [image, params_box, status],
+        [w.image, w.params_box, w.status],
     )
 
     def grid(**kw: Any) -> tuple:
@@ -1177,7 +1086,7 @@ def _wire_api(
         "grid",
         grid,
         {"model": C["model"], "seeds": C["grid"], **common, "classes": C["grid_classes"], **edits},
-        [grid_gallery, params_box, status],
+        [w.grid_gallery, w.params_box, w.status],
     )
 
     def style_mix(**kw: Any) -> tuple:
@@ -1198,7 +1107,7 @@ def _wire_api(
             "w": C["w"],
             **edits,
         },
-        [mix_figure, mix_gallery, params_box, status],
+        [w.mix_figure, w.mix_gallery, w.params_box, w.status],
     )
 
     def interpolate(**kw: Any) -> tuple:
@@ -1219,7 +1128,7 @@ def _wire_api(
             "w": C["w"],
             **edits,
         },
-        [ip_gallery, ip_gif, ip_file, ip_strip, params_box, status],
+        [w.ip_gallery, w.ip_gif, w.ip_file, w.ip_strip, w.params_box, w.status],
     )
 
     def browse(**kw: Any) -> tuple:
@@ -1230,7 +1139,7 @@ def _wire_api(
         "browse",
         browse,
         {"model": C["model"], "start": C["browse"], **common, **edits},
-        [browse_gallery, params_box, status],
+        [w.browse_gallery, w.params_box, w.status],
     )
 
     def strips_api(**kw: Any) -> tuple:
@@ -1241,7 +1150,7 @@ def _wire_api(
         "strips",
         strips_api,
         {"model": C["model"], "seed": C["seed"], **common, "w": C["w"], **{k: edits[k] for k in EDIT_API[:4]}},
-        [*strips, status],
+        [*w.strips, w.status],
     )
 
     def project(progress: gr.Progress = gr.Progress(), **kw: Any) -> tuple:  # noqa: B008
@@ -1255,8 +1164,8 @@ def _wire_api(
     endpoint(
         "project",
         project,
-        {"model": C["model"], "image": proj_image, "steps": C["steps"], **common},
-        [proj_result, params_box, status],
+        {"model": C["model"], "image": w.proj_image, "steps": C["steps"], **common},
+        [w.proj_result, w.params_box, w.status],
     )
 
     def model_info(name: str, cutoff_value: Any, cls_value: Any) -> tuple:
@@ -1280,7 +1189,7 @@ def _wire_api(
         C["frames"],
         C["space"],
         tabs,
-        status,
+        w.status,
         C["w"],
     ]
     restore_outputs = list(dict.fromkeys(restore_outputs))
@@ -1319,10 +1228,10 @@ def _wire_api(
             upd[C["from"]], upd[C["to"]] = gr.update(value=ip["from_seed"]), gr.update(value=ip["to_seed"])
             upd[C["frames"]], upd[C["space"]] = gr.update(value=ip["steps"]), gr.update(value=ip["space"])
         upd[tabs] = gr.Tabs(selected=r.tab)
-        upd[status] = gr.update(value=f"Restored: {r.summary()}.")
+        upd[w.status] = gr.update(value=f"Restored: {r.summary()}.")
         return upd
 
-    gr.Button(visible=False).click(_readable(restore), restore_api_file, restore_outputs, api_name="restore")
+    gr.Button(visible=False).click(_readable(restore), w.restore_api_file, restore_outputs, api_name="restore")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1373,6 +1282,12 @@ def url_for(ex: Explorer, v: dict[str, Any]) -> str:
         if not keep:
             drop.update(keys)
     return urlstate.encode({k: val for k, val in v.items() if k not in drop})
+
+
+def _out_image(label: str, alt_text: str, elem_id: str) -> Any:
+    """A rendered image: PNG by path, read-only, pixelated when enlarged."""
+    return gr.Image(format="png", type="filepath", label=label, interactive=False, buttons=IMAGE_BUTTONS,
+                    alt_text=alt_text, elem_id=elem_id, elem_classes=["gs-int", "gs-out", "gs-pixelated"])  # fmt: skip
 
 
 def _gallery(label: str, elem_id: str, **kwargs: Any) -> Any:
