@@ -62,3 +62,19 @@ def test_a_picked_port_is_never_one_already_given_to_the_server(monkeypatch):
     assert config.free_port() == 41000
     assert config.free_port(exclude=[41000]) == 41001
     assert config.free_port(exclude=[41000, 41001]) == 41002
+
+
+def test_no_api_may_fetch_an_archive_from_any_url(tmp_path):
+    """The pattern TorchServe matches URLs against (Java regex, full match) accepts none, here and for KServe."""
+    import re
+
+    for props in (
+        ServerConfig(model_store=tmp_path / "store").properties(),
+        kserve_properties({"m": ArchiveOptions()}),
+    ):
+        pattern = re.compile(props["allowed_urls"])
+        for url in ("http://127.0.0.1:1/x.war", "https://example.org/m.mar", "file:///etc/passwd", "x.war", ""):
+            assert not pattern.fullmatch(url)
+        assert props["enable_model_api"] == "false"
+    local = ServerConfig(model_store=tmp_path / "store").properties()
+    assert local["workflow_store"] == str((tmp_path / "workflow-store").resolve()) != local["model_store"]

@@ -1,6 +1,6 @@
 """TorchServe's config.properties, written from a dataclass. Safe defaults: loopback only, token authorisation on with
-keys that stay valid for the server's life, the model-registration API off, request bodies handed to ganserve's
-handler as the bytes the client sent, Prometheus metrics on loopback."""
+keys that stay valid for the server's life, nothing registered from any URL or path (models or workflows), request
+bodies handed to ganserve's handler as the bytes the client sent, Prometheus metrics on loopback."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import socket
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# TorchServe fetches whatever an API names (POST /models or /workflows ?url=http://... or file://...) when the URL
+# matches one of ``allowed_urls`` (default: any file:// or http(s):// URL). The model API can be switched off, the
+# workflow API cannot: with the management key, a workflow archive from a URL ran its handler in a new worker. A
+# pattern that matches no string allows no URL at all; archives named by file name are looked up in the stores, which
+# are private folders holding only what ganserve put there (the workflow store stays empty).
+NO_URL_ALLOWED = "(?!)"
 
 # TorchServe expires its keys 60 minutes after start unless told otherwise (token_expiration_min, minutes, a double)
 # and nothing renews them: from then on every call gets 400. Ten years is "the server's life" and stays far from
@@ -85,6 +92,7 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     grpc_inference_port: int = 7070
     grpc_management_port: int = 7071
+    workflow_store: Path | None = None  # None: beside the model store, empty (no workflow is ever registered)
     auth: bool = True
     token_expiration_min: float = KEY_LIFETIME_MIN
     workers: int = 1
@@ -98,6 +106,10 @@ class ServerConfig:
     job_queue_size: int = 100  # per model; a burst beyond it gets the frontend's 503
     log_config: Path | None = None  # a log4j2.xml (LOG4J2_XML); None keeps TorchServe's own
     extra: dict[str, str] = field(default_factory=dict)  # any other TorchServe key, written last
+
+    def __post_init__(self) -> None:
+        if self.workflow_store is None:
+            self.workflow_store = Path(self.model_store).parent / "workflow-store"
 
     @property
     def inference_url(self) -> str:
@@ -122,12 +134,14 @@ class ServerConfig:
             "grpc_inference_port": str(self.grpc_inference_port),
             "grpc_management_port": str(self.grpc_management_port),
             "model_store": str(Path(self.model_store).resolve()),
+            "workflow_store": str(Path(self.workflow_store).resolve()),
+            "allowed_urls": NO_URL_ALLOWED,
             "load_models": self.models,
             "default_workers_per_model": str(self.workers),
             "default_response_timeout": str(self.response_timeout_s),
             "metrics_mode": "prometheus",
             "model_metrics_auto_detect": "true",
-            "enable_model_api": "false",  # no registering models (from URLs or otherwise) over HTTP
+            "enable_model_api": "false",  # no registering or deleting models over HTTP or gRPC
             "disable_token_authorization": "false" if self.auth else "true",
             "token_expiration_min": repr(float(self.token_expiration_min)),
             "install_py_dep_per_model": "false",

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from ganserve.serving.config import NO_URL_ALLOWED
 from ganserve.serving.store import ArchiveOptions, build_archive
 
 KSERVE_PORT = 8085
@@ -52,6 +53,8 @@ def kserve_properties(models: dict[str, ArchiveOptions]) -> dict[str, str]:
         "install_py_dep_per_model": "false",  # ganserve comes with the image (deploy/kserve/Dockerfile)
         "decode_input_request": "false",  # bodies reach the handler as sent; ganserve.serving.bodies reads them
         "enable_model_api": "false",
+        # no workflow or model from any URL (the workflow API has no switch; see ganserve.serving.config)
+        "allowed_urls": NO_URL_ALLOWED,
         "disable_token_authorization": "true",  # the cluster's ingress authenticates; KServe's agent sends no token
         "model_store": f"{MOUNT}/model-store",
         "model_snapshot": json.dumps(snapshot),

@@ -199,13 +199,19 @@ class Server:
     def total_workers(self) -> int:
         return self.archive_options.max_workers * len(self.model_names)
 
+    def stores(self) -> list[Path]:
+        """The folders TorchServe reads archives from: private to this user (0700)."""
+        return [self.config.model_store, self.config.workflow_store]
+
     @property
     def pid_file(self) -> Path:
         return self.workdir / PID_FILE
 
     def build_store(self) -> None:
+        for folder in self.stores():
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
         store = self.config.model_store
-        store.mkdir(parents=True, exist_ok=True)
         for name, ckpt in self.checkpoints.items():
             build_archive(ckpt, store, name=name, options=self.archive_options)
         for mar in self.extra_archives:
