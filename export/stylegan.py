@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from ganserve.export.registry import GraphSpec, Runner, register_exporter
-from ganserve.export.stylegan2 import ExportedStyleGAN2, StyleGAN2Exporter, _ExportedMapping, _ExportedSynthesis
-from ganserve.families import get_family
+from ganserve.export.stylegan2 import ExportedStyleGAN2, StyleGAN2Exporter
 
 
 class _SynthesisGraph(nn.Module):
@@ -56,16 +55,6 @@ class ExportedStyleGAN(ExportedStyleGAN2):
     def __init__(
         self, manifest: dict[str, Any], runners: dict[str, Runner], constants: dict[str, torch.Tensor], device: str
     ) -> None:
-        nn.Module.__init__(self)  # ExportedStyleGAN2.__init__ builds a StyleGAN2 config
-        self.config = get_family(self.family).make_config(manifest["config"])
-        self.num_ws = int(manifest["num_ws"])
-        self.name = manifest.get("name", "")
-        self.checkpoint_info = manifest.get("checkpoint_info", {})
-        self.export_format = manifest["format"]
+        super().__init__(manifest, runners, constants, device)
         resolution, alpha = manifest.get("progress", [self.config.resolution, 1.0])
         self.progress = (int(resolution), float(alpha))
-        noise = [constants[f"noise_const.{i}"] for i in range(len(manifest["noise_shapes"]))]
-        self.mapping = _ExportedMapping(runners["mapping"], constants["w_avg"], self.num_ws, bool(self.config.c_dim))
-        self.synthesis = _ExportedSynthesis(runners["synthesis"], noise, self.config.resolution,
-                                            self.config.img_channels)  # fmt: skip
-        self.to(device).eval().requires_grad_(False)

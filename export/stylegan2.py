@@ -5,6 +5,10 @@ mapping:   z [N, z_dim] (, class ids [N] int64), psi [] float, cutoff [] int64  
 synthesis: ws [N, num_ws, w_dim], noise0..noiseK [N, 1, H, W]  ->  img [N, C, H, W]
            (noise goes in explicitly: const noise is the stored noise_const, "none" is zeros)
 
+Beside the graphs (constants.safetensors): w_avg, const noise, and the model's semantic directions (SeFa and PCA,
+found from the eager weights at export time), so ``w`` requests (truncation of given ws) and ``edits`` run on the
+exported backend as they do eagerly.
+
 The synthesis graph uses the activation-scaling modulated convolution (fused=False): the grouped-convolution form
 folds the batch into the channel axis and would pin it.
 """
@@ -16,8 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ganserve import directions
+from ganserve.directions import Directions
 from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
 from ganserve.families import get_family
+from ganserve.models.stylegan2 import MappingNetwork
 
 
 class _MappingGraph(nn.Module):
@@ -79,6 +86,7 @@ class StyleGAN2Exporter(Exporter):
         layers = [m for m in model.synthesis.modules() if hasattr(m, "noise_const")]
         consts = {"w_avg": model.mapping.w_avg}
         consts.update({f"noise_const.{i}": layer.noise_const for i, layer in enumerate(layers)})
+        consts.update(directions_constants(model))
         return {k: v.detach().cpu().contiguous() for k, v in consts.items()}
 
     def runtime(
@@ -91,11 +99,33 @@ def _random_class(cfg: Any, n: int, gen: torch.Generator) -> torch.Tensor | None
     return torch.randint(0, cfg.c_dim, [n], generator=gen) if cfg.c_dim else None
 
 
+_DIRECTION_FIELDS = ("vectors", "stds", "strengths")
+
+
+def directions_constants(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every direction method of the eager model as constants ``directions.<method>.<field>``: a graph has no weights
+    to find them in, so they are found now (or read from ganserve.directions' cache) and travel with the export."""
+    out = {}
+    for method in directions.METHODS:
+        found = directions.get(model, method)
+        out.update({f"directions.{method}.{f}": getattr(found, f).float() for f in _DIRECTION_FIELDS})
+    return out
+
+
+def read_directions(constants: dict[str, torch.Tensor]) -> dict[str, Directions]:
+    """The directions an export carries (none in an export made before they shipped)."""
+    methods = {k.split(".")[1] for k in constants if k.startswith("directions.")}
+    return {m: Directions(m, *(constants[f"directions.{m}.{f}"] for f in _DIRECTION_FIELDS)) for m in sorted(methods)}
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Runtime: the exported graphs behind the generator's sampling surface (what ganserve.sampling uses)
 
 
 class _ExportedMapping(nn.Module):
+    # Truncating given ws (a ``w`` request) is a lerp towards w_avg on the host: the eager mapping's own code.
+    truncate = MappingNetwork.truncate
+
     def __init__(self, runner: Runner, w_avg: torch.Tensor, num_ws: int, conditional: bool) -> None:
         super().__init__()
         self.runner, self.num_ws, self.conditional = runner, num_ws, conditional
@@ -165,7 +195,7 @@ class ExportedStyleGAN2(nn.Module):
         self, manifest: dict[str, Any], runners: dict[str, Runner], constants: dict[str, torch.Tensor], device: str
     ) -> None:
         super().__init__()
-        self.config = get_family("stylegan2").make_config(manifest["config"])
+        self.config = get_family(self.family).make_config(manifest["config"])
         self.num_ws = int(manifest["num_ws"])
         self.name = manifest.get("name", "")
         self.checkpoint_info = manifest.get("checkpoint_info", {})
@@ -174,6 +204,7 @@ class ExportedStyleGAN2(nn.Module):
         self.mapping = _ExportedMapping(runners["mapping"], constants["w_avg"], self.num_ws, bool(self.config.c_dim))
         self.synthesis = _ExportedSynthesis(runners["synthesis"], noise, self.config.resolution,
                                             self.config.img_channels)  # fmt: skip
+        self.shipped_directions = read_directions(constants)
         self.to(device).eval().requires_grad_(False)
 
     def forward(

@@ -1,9 +1,11 @@
 """Generator backends: what runs a model for the sampling core.
 
-A backend returns an object with the family's sampling surface (what its sampler calls: for StyleGAN2 ``mapping``
-and ``synthesis``) plus ``family``, ``config``, ``name``, ``checkpoint_info`` and ``parameters()``, so
-``ganserve.sampling`` works the same over each. "eager" is ``ganserve.load``; others (onnx, pt2) register themselves
-as ``ganserve.backends`` entry points, so the core never imports the packages that provide them.
+A backend returns an object with its family's sampling surface: the Protocol the family's sampler names
+(``ganserve.surface``: ``StyleModel`` for StyleGAN/StyleGAN2, ``LatentModel``, ``ConditionalModel``, ``VQModel``),
+whose base ``SamplingModel`` is ``family``, ``config``, ``name``, ``checkpoint_info`` and ``parameters()``. So
+``ganserve.sampling`` works the same over each, and ``load_backend`` refuses a backend whose model lacks part of it.
+"eager" is ``ganserve.load``; others (onnx, pt2) register themselves as ``ganserve.backends`` entry points, so the
+core never imports the packages that provide them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 
 from ganserve.loading import attach_sampling, load
 from ganserve.precision import set_precision
+from ganserve.surface import missing, surface_of
 
 BACKENDS: dict[str, Callable[..., nn.Module]] = {}
 ENTRY_POINT_GROUP = "ganserve.backends"
@@ -57,4 +60,8 @@ def load_backend(
         raise ValueError(f"the {name} backend runs its graphs as exported: export them with --fp16 instead of "
                          f"--precision {precision}")  # fmt: skip
     model = BACKENDS[name](checkpoint, device=device, **options)
+    lacks = missing(model)
+    if lacks:  # a backend bug: say so at load, not as an AttributeError in the middle of a request
+        raise TypeError(f"the {name} backend's {model.family} model lacks {', '.join(lacks)} of the sampling surface "
+                        f"{surface_of(model.family).__name__}")  # fmt: skip
     return attach_sampling(set_precision(model, precision))

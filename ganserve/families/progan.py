@@ -18,6 +18,7 @@ from ganserve.families import Family, Part, Sampler
 from ganserve.latents import normal_from_seed, slerp, steps
 from ganserve.requests import ClassField, Interpolate, LatentRequest
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
+from ganserve.surface import LatentModel
 
 
 class ZInterpolate(Interpolate):
@@ -45,6 +46,8 @@ def grown_to(model: nn.Module) -> dict[str, Any]:
 
 class ProGANSampler(Sampler):
     """z (and class) rows -> the generator, at the resolution the model has grown to."""
+
+    surface = LatentModel
 
     def plan(self, model: nn.Module, req: ProGANRequest) -> Plan:
         z_dim = model.config.z_dim

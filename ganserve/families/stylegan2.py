@@ -21,6 +21,7 @@ from ganserve.images import MAX_IMAGE_BYTES, ImageDecodeError, decode_image
 from ganserve.latents import normal_from_seed, slerp, steps
 from ganserve.requests import LAYER_GROUPS, ClassField, Edit, LatentRequest, RequestError, StyleMix, finite_float
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
+from ganserve.surface import StyleModel, latent_directions
 
 # Index ranges of the named style-mixing groups, in the StyleGAN papers' numbering: coarse = 4^2-8^2,
 # middle = 16^2-32^2, fine = 64^2 and up; [start, stop) clipped to the model's number of ws.
@@ -126,6 +127,8 @@ def layers_param(layers: list[int] | str) -> str:
 
 class StyleSampler(Sampler):
     """mapping(z, class, psi, cutoff) -> ws rows (+ per-layer noise rows) -> synthesis."""
+
+    surface = StyleModel
 
     def noise_layers(self, model: nn.Module) -> list[Any]:
         return [m for m in model.synthesis.modules() if hasattr(m, "noise_const")]
@@ -243,7 +246,7 @@ class StyleSampler(Sampler):
 
     def _edit_shift(self, model: nn.Module, edit: Edit, field: str) -> tuple[tuple[int, int], torch.Tensor]:
         """The [start, stop) ws an edit moves and the vector it adds to each: amount * std_k * direction_k."""
-        found = directions.get(model, edit.method)
+        found = latent_directions(model, edit.method, f"{field}.method")
         if edit.direction >= len(found):
             msg = f"{edit.direction} is out of range: the model has {len(found)} {edit.method} directions"
             raise RequestError(f"{field}.direction", msg)
