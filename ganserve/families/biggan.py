@@ -20,6 +20,7 @@ from ganserve.families import Family, Part, Sampler
 from ganserve.families.conditional import ConditionalRequest, plan_class_rows
 from ganserve.latents import truncated_normal_from_seed
 from ganserve.sampling import Plan, model_device, model_name
+from ganserve.surface import ConditionalModel
 
 TRUNCATION_THRESHOLD = 2.0
 
@@ -37,6 +38,8 @@ def biggan_latent(seed: int, z_dim: int, psi: float) -> torch.Tensor:
 
 class BigGANSampler(Sampler):
     """rows: z [n, z_dim], class_vector [n, c_dim], truncation [n] -> G(z, class_vector, truncation)."""
+
+    surface = ConditionalModel
 
     def plan(self, model: nn.Module, req: BigGANRequest) -> Plan:
         psi, z_dim = req.truncation_psi, model.config.z_dim

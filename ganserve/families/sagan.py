@@ -20,6 +20,7 @@ from ganserve.families.conditional import ConditionalRequest, plan_class_rows
 from ganserve.latents import normal_from_seed
 from ganserve.requests import RequestError, Strict
 from ganserve.sampling import Plan, model_device, model_name
+from ganserve.surface import ConditionalModel
 
 
 class AttentionQuery(Strict):
@@ -34,6 +35,8 @@ class SAGANRequest(ConditionalRequest):
 
 class SAGANSampler(Sampler):
     """rows: z [n, z_dim], class_vector [n, c_dim], attention_query [n, 2] (-1: the image) -> G(z, c, query)."""
+
+    surface = ConditionalModel
 
     def plan(self, model: nn.Module, req: SAGANRequest) -> Plan:
         cfg = model.config

@@ -22,6 +22,7 @@ from ganserve.images import ImageDecodeError, decode_image, from_uint8
 from ganserve.models.transformer import sample_codes, uniforms_for_seed
 from ganserve.requests import BaseRequest, Keep, RequestError, VQSamplingFields
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
+from ganserve.surface import VQModel
 
 
 class VQRequest(BaseRequest, VQSamplingFields):
@@ -86,6 +87,8 @@ def source_codes(model: nn.Module, image: str) -> torch.Tensor:
 
 class VQSampler(Sampler):
     """Plan: per-row start token, uniforms, filters and kept codes. Render: KV-cached prior loop, then decode."""
+
+    surface = VQModel
 
     def plan(self, model: nn.Module, req: VQRequest) -> Plan:
         if req.classes is not None:
