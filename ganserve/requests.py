@@ -197,9 +197,15 @@ class BaseRequest(Strict):
 
 
 class ClassField(Strict):
-    """``class``: an id or a name, for class-conditional models (an unconditional model refuses it)."""
+    """``class``: an id or a name, for class-conditional models (an unconditional model refuses it). Families that
+    sample per seed (BigGAN, SAGAN, the VQ priors) take an omitted class from each seed: seed % number of classes."""
 
-    class_: int | str | None = Field(default=None, alias="class")
+    class_: int | str | None = Field(
+        default=None,
+        alias="class",
+        description="class id or name; omitted: each image's class is its seed % the number of classes (BigGAN, "
+        "SAGAN, VQ-GAN, ViT-VQGAN), recorded in its params",
+    )
 
 
 class LatentRequest(BaseRequest):

@@ -85,14 +85,23 @@ def class_names(model: nn.Module) -> list[str]:
     return names if names else [str(i) for i in range(c_dim)]
 
 
-def resolve_class(model: nn.Module, value: int | str | None, field_name: str = "class") -> int | None:
-    """A request's class (id or case-insensitive name) -> its id; None for unconditional models."""
+def resolve_class(
+    model: nn.Module, value: int | str | None, field_name: str = "class", *, seed: int | None = None
+) -> int | None:
+    """A request's class (id or case-insensitive name) -> its id; None for unconditional models.
+
+    A class-conditional model given no class takes it from ``seed`` when there is one: ``seed % number of classes``.
+    That depends on the seed alone (not on the z drawn from it), so seeds k, k+1, ... show every class in turn and the
+    same seed gives the same class on every front end; without a seed the class is required.
+    """
     names = class_names(model)
     if not names:
         if value is not None:
             raise RequestError(field_name, "this model is unconditional: remove the class field")
         return None
     if value is None:
+        if seed is not None:
+            return seed % len(names)
         raise RequestError(field_name, f"this model is class-conditional: give a class (0-{len(names) - 1} or a name)")
     if isinstance(value, str):
         lowered = [n.lower() for n in names]

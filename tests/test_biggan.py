@@ -139,7 +139,6 @@ def test_class_and_seed_interpolation(G):
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"seeds": [1]}, "class"),
         ({"seeds": [1], "class": "hexagon"}, "class"),
         ({"seeds": [1], "class": 3}, "class"),
         ({"seeds": [1], "classes": [0, "hexagon"]}, "classes[1]"),

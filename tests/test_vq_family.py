@@ -87,15 +87,46 @@ def test_requests_with_different_settings_batch_together(model):
 
 def test_reconstruction_returns_the_codes(model):
     src = sample(model, {"seeds": [4], "class": 1}).images
-    result = sample(model, {"image": _png(src[0]), "class": 1, "seeds": [0, 9]})
+    result = sample(model, {"image": _png(src[0])})  # no class, no seeds: one image per input image
     codes = _codes_of(model, np.concatenate([src, src]))[0]
-    for params in result.params:
-        assert params["reconstruction"] is True and params["codes"] == codes.tolist()
-        assert "temperature" not in params  # nothing was sampled
+    assert len(result.images) == 1
+    assert result.params == [{"model": model.name, "reconstruction": True, "codes": codes.tolist()}]  # no seed, class
     want = model.decode_codes(codes[None].repeat(2, 1, 1)).clamp(-1, 1)
     from ganserve.images import to_uint8
 
-    assert np.array_equal(result.images[0], to_uint8(want)[0]) and np.array_equal(result.images[0], result.images[1])
+    assert np.array_equal(result.images[0], to_uint8(want)[0])
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [({"seeds": [0, 9]}, "seeds"), ({"seeds": [0]}, "seeds"), ({"class": 1}, "class"), ({"classes": [0, 1]}, "classes"),
+     ({"temperature": 0.5}, "temperature"), ({"top_k": 3}, "top_k"), ({"top_p": 0.9}, "top_p")],
+)  # fmt: skip
+def test_reconstruction_refuses_what_it_would_ignore(model, extra, field):
+    with pytest.raises(RequestError) as e:
+        plan(model, {"image": _png(np.zeros((16, 16, 1), np.uint8)), **extra})
+    assert e.value.field == field and "reconstruction" in e.value.message
+
+
+def test_omitted_class_comes_from_the_seed(model):
+    n = len(CLASSES)
+    seeds = list(range(2, 2 + 2 * n))
+    r = sample(model, {"seeds": seeds, "top_k": 5})
+    assert [p["class"] for p in r.params] == [s % n for s in seeds]
+    for s, img in zip(seeds, r.images):
+        assert np.array_equal(img, sample(model, {"seeds": [s], "class": s % n, "top_k": 5}).images[0])
+    # partial re-sampling without a class: the same rule
+    src = _png(r.images[0])
+    keep = sample(model, {"seeds": [3, 4], "image": src, "keep": {"half": "top"}})
+    assert [p["class"] for p in keep.params] == [3 % n, 4 % n]
+
+
+def test_unconditional_reconstruction_and_seeds(paths):
+    m = ganserve.load(paths["uncond"])
+    src = sample(m, {"seeds": [1]}).images[0]
+    r = sample(m, {"image": _png(src)})
+    assert len(r.images) == 1 and "class" not in r.params[0] and r.params[0]["reconstruction"] is True
+    assert "class" not in sample(m, {"seeds": [5]}).params[0]  # unconditional: no class from the seed either
 
 
 def test_partial_resampling_keeps_the_box(model):
@@ -152,8 +183,10 @@ def _bomb_png(width: int, height: int) -> bytes:
 def test_bad_fields_are_named(model, body, field):
     good = _png(np.zeros((16, 16, 1), np.uint8))
     body = {k: (good if v == "@" else v) for k, v in body.items()}
+    # an image without keep is a reconstruction, which takes no seeds or class (tested above)
+    base = {} if "image" in body and "keep" not in body else {"seeds": [1], "class": 0}
     with pytest.raises(RequestError) as e:
-        plan(model, {"seeds": [1], "class": 0, **body})
+        plan(model, {**base, **body})
     assert e.value.field == field, e.value
 
 
@@ -169,7 +202,7 @@ def test_unconditional_prior(paths):
 
 def test_images_of_another_size_are_resized(model):
     big = np.full((28, 28, 1), 200, np.uint8)
-    assert sample(model, {"image": _png(big), "class": 0}).images.shape == (1, 16, 16, 1)
+    assert sample(model, {"image": _png(big)}).images.shape == (1, 16, 16, 1)
 
 
 def test_cli_maps_image_and_keep(paths, tmp_path):
@@ -191,6 +224,27 @@ def test_cli_maps_image_and_keep(paths, tmp_path):
     assert cmd.build_request(args)["keep"] == {"box": [0, 1, 2, 3]}  # x0,y0,x1,y1 -> [top, left, bottom, right]
 
 
+def test_cli_reconstructs_without_class_or_seeds(paths, tmp_path, capsys):
+    from ganserve.cli import main
+
+    m = ganserve.load(paths["vqgan"])
+    src = sample(m, {"seeds": [6], "class": 2}).images[0]
+    img = tmp_path / "x.png"
+    Image.fromarray(src[:, :, 0]).save(img)
+    want = sample(m, {"image": _png(src)}).images[0]
+    out = tmp_path / "recon.png"
+    assert main(["sample", "--model", str(paths["vqgan"]), "--image", str(img), "--out", str(out)]) == 0
+    got = np.asarray(Image.open(out))
+    assert got.shape == (16, 16) and np.array_equal(got, want[:, :, 0])  # one image, not a grid of copies
+    assert main(["sample", "--model", str(paths["vqgan"]), "--image", str(img), "--out", str(tmp_path / "d")]) == 0
+    assert len(list((tmp_path / "d").iterdir())) == 1
+    capsys.readouterr()
+    assert main(["sample", "--model", str(paths["vqgan"]), "--image", str(img), "--seeds", "1-3",
+                 "--out", str(tmp_path / "no.png")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "seeds" in err and "reconstruction" in err and "Traceback" not in err
+
+
 def test_onnx_export_samples_the_same_codes(paths, tmp_path):
     pytest.importorskip("onnxruntime")
     from ganserve.export import export_graphs, load_exported
@@ -203,7 +257,7 @@ def test_onnx_export_samples_the_same_codes(paths, tmp_path):
     src = sample(m, {"seeds": [3], "class": 1}).images[0]
     for req in ({"seeds": [0, 1, 2, 3], "class": 2, "top_k": 6},
                 {"seeds": [5, 6], "class": 0, "image": _png(src), "keep": {"box": [0, 0, 2, 4]}},
-                {"seeds": [0], "class": 1, "image": _png(src)}):  # fmt: skip
+                {"image": _png(src)}):  # fmt: skip
         want, got = sample(m, req), onnx_model.sample(req)
         assert np.abs(want.images.astype(int) - got.images.astype(int)).max() <= 1
         assert want.params == got.params

@@ -6,6 +6,9 @@ Fields (on top of ``seeds``, ``class`` and the output fields):
 - ``interpolate``: ``{"to_seed": S, "to_class": K, "steps": N}`` with either or both targets: frames from each seed
   (and the request's class) to ``to_seed`` (z is lerped, which keeps a truncated z inside its bound) and/or to
   ``to_class`` (the class vector is lerped, which lerps the shared class embedding: class interpolation).
+Without ``class`` (and ``classes``) each image's class comes from its seed: ``seed % number of classes`` (see
+``ganserve.sampling.resolve_class``), recorded in its params as ``class`` like a given one, so a run of seeds shows
+every class in turn. Interpolation frames keep their start seed's class unless ``to_class`` is given.
 Rows carry a class *vector* per image (one-hot, or a mixture for class interpolation), so requests with different
 classes and interpolations render in one batch.
 """
@@ -87,12 +90,16 @@ def plan_class_rows(
                 cvs.append(one_hot(k, c_dim))
                 params.append({**base, "class": k, "seeds": [s]})
         return torch.stack(zs), torch.stack(cvs), params
-    cls = resolve_class(model, req.class_)
-    start = one_hot(cls, c_dim)
+
+    # No class: each seed brings its own (resolve_class's seed % number of classes), recorded like a given one.
+    def class_of(seed: int) -> int:
+        return resolve_class(model, req.class_, seed=seed)
+
     if req.interpolate is None:
         for s in req.seeds:
+            cls = class_of(s)
             zs.append(latent(s))
-            cvs.append(start)
+            cvs.append(one_hot(cls, c_dim))
             params.append({**base, "class": cls, "seeds": [s]})
         return torch.stack(zs), torch.stack(cvs), params
     ip = req.interpolate
@@ -106,7 +113,8 @@ def plan_class_rows(
         cv_to = one_hot(to_cls, c_dim)
         interp["to_class"] = to_cls
     for s in req.seeds:
-        z0 = latent(s)
+        cls = class_of(s)  # the start seed's class: frames towards to_seed keep it unless to_class is given
+        z0, start = latent(s), one_hot(cls, c_dim)
         for k, t in enumerate(steps(ip.steps)):
             zs.append(z0.lerp(z_to, t) if z_to is not None else z0)
             cvs.append(start.lerp(cv_to, t) if cv_to is not None else start)

@@ -7,6 +7,11 @@ top-p: per row, so requests with different settings share one prior step), and t
 all of them for a reconstruction, those in ``keep`` for partial re-sampling). Rendering runs the prior position by
 position for the whole chunk with a KV cache, then decodes the code grids. Kept codes are copied, never sampled, so
 they survive exactly; the rest are sampled in raster order.
+
+Without ``class`` each image's class is its seed % the number of classes (``ganserve.sampling.resolve_class``),
+recorded in its params. A reconstruction (``image`` without ``keep``) is one image per input image, made from the
+image's codes alone: it takes no seeds, class or sampling filters (they would change nothing) and its params carry
+no seed or class.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from ganserve.families import Family, Part, Sampler
 from ganserve.images import ImageDecodeError, decode_image, from_uint8
 from ganserve.models.transformer import sample_codes, uniforms_for_seed
 from ganserve.requests import BaseRequest, Keep, RequestError, VQSamplingFields
-from ganserve.sampling import Plan, model_device, model_name, resolve_class
+from ganserve.sampling import Plan, class_names, model_device, model_name, resolve_class
 from ganserve.surface import VQModel
+
+# Fields that choose what is sampled; a reconstruction samples nothing.
+RECONSTRUCTION_REFUSES = ("seeds", "class_", "classes", "temperature", "top_k", "top_p")
 
 
 class VQRequest(BaseRequest, VQSamplingFields):
@@ -37,7 +45,14 @@ class VQRequest(BaseRequest, VQSamplingFields):
             raise ValueError("give either class or classes, not both")
         return self
 
+    @property
+    def reconstruction(self) -> bool:
+        """``image`` without ``keep``: every code is the image's own, so nothing is sampled and there is one image."""
+        return self.image is not None and self.keep is None
+
     def image_count(self) -> int:
+        if self.reconstruction:
+            return 1
         return len(self.seeds) * (len(self.classes) if self.classes else 1)
 
     def default_cols(self) -> int:
@@ -91,14 +106,24 @@ class VQSampler(Sampler):
     surface = VQModel
 
     def plan(self, model: nn.Module, req: VQRequest) -> Plan:
-        if req.classes is not None:
-            class_ids: list[int | None] = [resolve_class(model, k, f"classes[{i}]") for i, k in enumerate(req.classes)]
-        else:
-            class_ids = [resolve_class(model, req.class_)]
+        if req.reconstruction:
+            # Nothing is sampled, so the fields that choose samples would be ignored: refuse them by name instead.
+            given = [f for f in RECONSTRUCTION_REFUSES if f in req.model_fields_set]
+            if given:
+                name = "class" if given[0] == "class_" else given[0]
+                raise RequestError(name, f"a reconstruction (image without keep) samples nothing and uses no {name}: "
+                                         "remove it, or give keep to re-sample part of the image")  # fmt: skip
+            seeds: list[int] = [0]  # one row; its uniforms and start token are never read (every code is kept)
+            per_row: list[int | None] = [0 if class_names(model) else None]
+        elif req.classes is not None:
+            ids = [resolve_class(model, k, f"classes[{i}]") for i, k in enumerate(req.classes)]
+            seeds = [s for _ in ids for s in req.seeds]  # class by row, seeds along each row
+            per_row = [c for c in ids for _ in req.seeds]
+        else:  # one class, or each seed's own (resolve_class: seed % number of classes)
+            seeds = list(req.seeds)
+            per_row = [resolve_class(model, req.class_, seed=s) for s in seeds]
         h, w = model.code_shape
         length, num_codes = h * w, int(model.num_codes)
-        seeds = [s for _ in class_ids for s in req.seeds]  # class by row, seeds along each row
-        per_row = [c for c in class_ids for _ in req.seeds]
         n = len(seeds)
         base: dict[str, Any] = {"model": model_name(model)}
         keep_codes = torch.zeros(length, dtype=torch.long)
@@ -133,7 +158,10 @@ class VQSampler(Sampler):
             "keep_codes": keep_codes.expand(n, -1).clone(),
             "keep_mask": keep.expand(n, -1).clone(),
         }
-        params = [{**base, **({"class": c} if c is not None else {}), "seeds": [s]} for c, s in zip(per_row, seeds)]
+        if req.reconstruction:  # made from the image alone: no seed, no class
+            params = [base]
+        else:
+            params = [{**base, **({"class": c} if c is not None else {}), "seeds": [s]} for c, s in zip(per_row, seeds)]
         return Plan(req, rows, params)
 
     def render(self, model: nn.Module, rows: dict[str, torch.Tensor]) -> torch.Tensor:

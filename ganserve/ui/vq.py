@@ -130,8 +130,8 @@ class VQTab:
             if image is None:
                 raise BackendError("upload an image to reconstruct", "image")
             b64 = png_b64(image)
-            _, recon_req = request(name, tuple(common_values), seeds=[0], image=b64)
-            (recon,) = backend.generate(name, recon_req)
+            # The reconstruction is the image's codes alone: no seeds, class or sampling settings (refused if sent).
+            (recon,) = backend.generate(name, {"image": b64})
             codes = recon.params.get("codes")
             if not codes:
                 raise BackendError("the model returned no codes for the image", "image")
