@@ -56,8 +56,9 @@ class OnnxRunner:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
+        if threads:  # torch's count on the other side of a comparison: one inter-op thread, as torch runs
             opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
         self.device = torch.device(device)
         self.session = ort.InferenceSession(str(path), opts, providers=providers_for(device))
         self.inputs = [(i.name, _NP_DTYPES.get(i.type)) for i in self.session.get_inputs()]

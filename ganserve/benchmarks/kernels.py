@@ -49,8 +49,9 @@ GEN_PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "mixed")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("kernels", help="kernel implementations timed per shape on a CUDA GPU; --tune stores choices")
-    p.add_argument("--batch-sizes", default="8,32")
+    p = sub.add_parser("kernels", help="kernel implementations timed per shape on a CUDA GPU; --tune stores choices",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("--batch-sizes", default="8,32", help="comma-separated batch sizes")
     p.add_argument(
         "--dtypes", default="float16,float32", help="comma list of float32 (ieee dots), tf32, float16, bfloat16"
     )
@@ -58,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tune", action="store_true", help="store the measured choices in the dispatch table")
     p.add_argument("--resolution", type=int, default=256, help="StyleGAN2 resolution for the layer shapes")
     p.add_argument("--channel-base", type=int, default=16384, help="16384: the paper's 256 px config; 32768: config-f")
-    p.add_argument("--channel-max", type=int, default=512)
+    p.add_argument("--channel-max", type=int, default=512, help="StyleGAN2 channel_max for the layer shapes")
     p.add_argument("--precisions", default="fp32,tf32,fp16,mixed", help=f"generator: comma list of {GEN_PRECISIONS}")
     p.add_argument("--compile", default="", help="generator: precisions also timed under torch.compile (slow)")
     p.add_argument("--graphs", action="store_true", help="generator: also time CUDA-graph replay with kernels on")

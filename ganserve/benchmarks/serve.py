@@ -2,9 +2,11 @@
 
 ``--scenario latency`` (default): for batching off (batchSize 1) and on (batchSize B, maxBatchDelay D), it starts a
 server with ``ganserve serve``'s defaults (workers per model), sends a fixed number of one-image requests at
-each concurrency level from a thread pool, and reports p50 / p99 latency and images/s; beside it, the in-process time
-of the same request through SampleService with the worker's thread count (the server's overhead is the difference),
-and p50 of latency minus the worker's own time (``X-Ganserve-Handler-Ms``): frontend, IPC and HTTP alone.
+each concurrency level from a thread pool, and reports p50 / p99 latency and images/s. The server's overhead is
+paired per request: the client's latency minus the ``X-Ganserve-Handler-Ms`` header *of the same response* (the
+worker's own time), then the median and spread of those differences: frontend, IPC and HTTP alone. (Two medians
+measured apart are never subtracted; the in-process time of the same request through SampleService is printed for
+reference only.)
 
 ``--scenario worker-kill``: ``--clients`` threads send ``--requests`` one-image requests while one worker is
 SIGKILLed a third of the way through, for each workers x client-retries setting; it counts the answers that were not
@@ -27,25 +29,30 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ganserve.benchmarks.timing import cli_command
 from ganserve.loading import resolve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="latency and throughput of a real TorchServe on loopback, batching on and off",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-    p.add_argument("--model", default="stylegan2-fashion-32")
-    p.add_argument("--scenario", choices=["latency", "worker-kill"], default="latency")
-    p.add_argument("--concurrency", default="1,8,16,32")
+    p.add_argument("--model", default="stylegan2-fashion-32", help="model name or checkpoint path")
+    p.add_argument("--scenario", choices=["latency", "worker-kill"], default="latency", help="what to measure")
+    p.add_argument("--concurrency", default="1,8,16,32", help="comma-separated concurrent clients")
     p.add_argument("--requests", type=int, default=64, help="requests per concurrency level / per setting (bounded)")
     p.add_argument("--batch-size", type=int, default=8, help="TorchServe batchSize when batching is on")
     p.add_argument("--max-batch-delay", type=int, default=5, help="ms (ganserve serve's default)")
-    p.add_argument("--modes", default="off,on", help="batching modes to run")
+    p.add_argument("--modes", default="off,on", help="batching modes to run (off, on or both)")
     p.add_argument("--workers", default=None, help="workers per model (default: ganserve serve's); worker-kill: a "
                    "comma-separated list")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker and in process (torch's)")
     p.add_argument("--clients", type=int, default=8, help="worker-kill: concurrent clients")
     p.add_argument("--retries", default="0,1", help="worker-kill: client retries to compare")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--inference-port", type=int, default=0, help="TorchServe inference port (0: picked free on "
+                   "127.0.0.1)")  # fmt: skip
+    p.add_argument("--management-port", type=int, default=0, help="TorchServe management port (0: picked free on "
+                   "127.0.0.1)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     return p
 
 
@@ -102,6 +109,7 @@ def _load(client, model: str, concurrency: int, n: int) -> dict:
         timed = list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
     lat = [t for t, _, _ in timed]
+    overhead = paired_overhead(timed)
     return {
         "concurrency": concurrency,
         "p50_ms": round(_percentile(lat, 50), 1),
@@ -109,9 +117,22 @@ def _load(client, model: str, concurrency: int, n: int) -> dict:
         "images_per_s": round(n / wall, 2),
         # per request: latency minus the generator time of its batch (queueing, HTTP, frontend, IPC, encoding)
         "non_generator_p50_ms": round(_percentile([t - g for t, g, _ in timed], 50), 1),
-        # latency minus the worker's time for its batch: queueing, frontend, IPC, HTTP (the worker runs nothing)
-        "outside_worker_p50_ms": round(_percentile([t - w for t, _, w in timed], 50), 1),
+        # latency minus the worker's time for its batch, paired per response: queueing, frontend, IPC, HTTP
+        "outside_worker_p50_ms": overhead["median_ms"],
+        "outside_worker_ms": overhead,
     }
+
+
+def paired_overhead(timed: list[tuple[float, float, float]]) -> dict:
+    """Per request: client latency minus the X-Ganserve-Handler-Ms of the same response (ms); the median and spread
+    of those paired differences. Responses without the header are left out and counted."""
+    diffs = sorted(t - w for t, _, w in timed if w == w)  # NaN: no header
+    if not diffs:
+        return {"median_ms": float("nan"), "q1_ms": float("nan"), "q3_ms": float("nan"), "pairs": 0,
+                "missing_header": len(timed)}  # fmt: skip
+    return {"median_ms": round(statistics.median(diffs), 2), "q1_ms": round(_percentile(diffs, 25), 2),
+            "q3_ms": round(_percentile(diffs, 75), 2), "pairs": len(diffs),
+            "missing_header": len(timed) - len(diffs)}  # fmt: skip
 
 
 def _probe(client, model: str, n: int = 32) -> dict:
@@ -140,14 +161,14 @@ def _defaults(args: argparse.Namespace, checkpoint: Path) -> tuple[int, int | No
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "worker-kill":
         return run_worker_kill(args)
-    from ganserve.serving.launcher import Server
     from ganserve.serving.store import ArchiveOptions
 
     checkpoint = resolve(args.model)
     name = checkpoint.stem
     levels = [int(c) for c in args.concurrency.split(",")]
     workers, threads = _defaults(args, checkpoint)
-    report: dict = {"model": name, "requests_per_level": args.requests, "workers": workers, "threads": threads,
+    report: dict = {"command": cli_command(args), "model": name, "requests_per_level": args.requests,
+                    "workers": workers, "threads": threads,
                     "cpus": os.cpu_count()}  # fmt: skip
     report["in_process_p50_ms"] = round(_in_process(checkpoint, 32, threads, workers), 1)
     for mode in args.modes.split(","):
@@ -155,16 +176,15 @@ def run(args: argparse.Namespace) -> int:
         options = ArchiveOptions(batch_size=bs, max_batch_delay_ms=args.max_batch_delay if bs > 1 else 1,
                                  generator_batch_size=max(bs, 1), min_workers=workers, max_workers=workers,
                                  threads=threads)  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp, Server({name: checkpoint}, Path(tmp), archive=options) as server:
+        with tempfile.TemporaryDirectory() as tmp, _server(args, {name: checkpoint}, Path(tmp), options) as server:
             client = server.client(retries=0)  # a retry would hide what is measured
             rows = [_load(client, name, c, args.requests) for c in levels]
             probe = _probe(client, name) if mode == "off" else None
         report[f"batching_{mode}"] = {"batch_size": bs, "max_batch_delay_ms": args.max_batch_delay, "rows": rows}
         if probe:
             report["overhead_probe_batching_off"] = probe
-    if "batching_off" in report:
-        p50_1 = report["batching_off"]["rows"][0]["p50_ms"]
-        report["server_overhead_p50_ms_at_concurrency_1"] = round(p50_1 - report["in_process_p50_ms"], 1)
+    if "batching_off" in report:  # paired per response, never in-process median subtracted from a latency median
+        report["server_overhead_ms_at_concurrency_1"] = report["batching_off"]["rows"][0]["outside_worker_ms"]
     if "batching_on" in report and "batching_off" in report:
         ratios = {}
         for on, off in zip(report["batching_on"]["rows"], report["batching_off"]["rows"]):
@@ -173,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
+    print(f"$ {report['command']}")
     print(f"model {name}: in-process p50 {report['in_process_p50_ms']} ms per one-image request "
           f"({threads or 'default'} torch thread(s), as each of the {workers} worker(s))")  # fmt: skip
     for mode in ("off", "on"):
@@ -184,10 +205,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"  concurrency {r['concurrency']:>3}: p50 {r['p50_ms']:>8} ms  p99 {r['p99_ms']:>8} ms  "
                   f"{r['images_per_s']:>8} images/s  non-generator p50 {r['non_generator_p50_ms']} ms  "
                   f"outside-worker p50 {r['outside_worker_p50_ms']} ms")  # fmt: skip
-    for key in ("server_overhead_p50_ms_at_concurrency_1", "overhead_probe_batching_off", "throughput_on_over_off"):
+    for key in ("server_overhead_ms_at_concurrency_1", "overhead_probe_batching_off", "throughput_on_over_off"):
         if key in report:
             print(f"{key}: {report[key]}")
     return 0
+
+
+def _server(args: argparse.Namespace, checkpoints: dict, workdir: Path, options):
+    """A Server on the given ports (0: picked free on 127.0.0.1); a bad or busy port is an error naming its flag."""
+    from ganserve.serving.launcher import Server, port_is_free
+
+    for flag, port in (("--inference-port", args.inference_port), ("--management-port", args.management_port)):
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{flag}: {port} is not a port number (0-65535; 0 picks a free one)")
+        if port and not port_is_free("127.0.0.1", port):
+            raise ValueError(f"{flag}: port {port} on 127.0.0.1 is in use")
+    if args.inference_port and args.inference_port == args.management_port:
+        raise ValueError(f"--inference-port and --management-port are both {args.inference_port}")
+    return Server(checkpoints, workdir, archive=options, inference_port=args.inference_port,
+                  management_port=args.management_port)  # fmt: skip
 
 
 # ---- worker-kill -------------------------------------------------------------------------------------------------
@@ -253,7 +289,6 @@ def load_with_a_kill(client, model: str, clients: int, n: int) -> dict:
 
 
 def run_worker_kill(args: argparse.Namespace) -> int:
-    from ganserve.serving.launcher import Server
     from ganserve.serving.store import ArchiveOptions
 
     checkpoint = resolve(args.model)
@@ -263,7 +298,7 @@ def run_worker_kill(args: argparse.Namespace) -> int:
         threads = args.threads
         options = ArchiveOptions(batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay,
                                  min_workers=workers, max_workers=workers, threads=threads)  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp, Server({name: checkpoint}, Path(tmp), archive=options) as server:
+        with tempfile.TemporaryDirectory() as tmp, _server(args, {name: checkpoint}, Path(tmp), options) as server:
             for retries in [int(r) for r in args.retries.split(",")]:
                 client = server.client(retries=retries)
                 row = load_with_a_kill(client, name, args.clients, args.requests)

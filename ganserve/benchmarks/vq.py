@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganserve.benchmarks.timing import median_seconds
+from ganserve.benchmarks.timing import command_line, compare, set_threads
 
 
 def _test_set(resolution: int):
@@ -91,6 +91,7 @@ def prior_speed(model, batch_sizes=(1, 8, 32), repeats: int = 3) -> list[dict]:
         start = model.start_tokens(classes, n)
         u = torch.stack([uniforms_for_seed(s, length) for s in range(n)])
         t, k, p = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
+
         def cached_run(n=n, start=start, u=u, t=t, k=k, p=p):
             return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, int(model.num_codes))
 
@@ -98,12 +99,11 @@ def prior_speed(model, batch_sizes=(1, 8, 32), repeats: int = 3) -> list[dict]:
             return sample_codes_uncached(prior, start, u, t, k, p)
 
         with batch_invariant():
-            cached = median_seconds(cached_run, repeats)
-            uncached = median_seconds(uncached_run, repeats)
+            c = compare({"uncached": uncached_run, "cached": cached_run}, repeats)
             same = torch.equal(cached_run(), uncached_run())
-        rows.append({"batch": n, "cached_tokens_s": round(n * length / cached, 1),
-                     "uncached_tokens_s": round(n * length / uncached, 1), "speedup": round(uncached / cached, 2),
-                     "same_codes": same})  # fmt: skip
+        rows.append({"batch": n, "cached_tokens_s": round(n * length / c.median("cached"), 1),
+                     "uncached_tokens_s": round(n * length / c.median("uncached"), 1),
+                     "speedup": _spread(c.speedup("cached")), "same_codes": same})  # fmt: skip
     return rows
 
 
@@ -125,13 +125,13 @@ SHIM = {
                 return x.t()
             raise NotImplementedError(pattern)
     '''),
-    "main.py": textwrap.dedent('''
+    "main.py": textwrap.dedent("""
         import importlib
 
         def instantiate_from_config(config):
             module, cls = config["target"].rsplit(".", 1)
             return getattr(importlib.import_module(module), cls)(**config.get("params", dict()))
-    '''),
+    """),
 }
 
 
@@ -167,37 +167,44 @@ def official_vqmodel(reference: str, first_stage):
 
 
 @torch.no_grad()
-def reference_bench(model, reference: str, batch_sizes=(1, 8, 32), repeats: int = 10) -> dict:
+def reference_bench(model, reference: str, batch_sizes=(1, 8, 32), repeats: int = 10, threads: int = 1) -> dict:
+    """Encode and decode, each a trio (official eager, ganserve eager, ganserve ONNX at the same thread count) timed
+    alternately call by call; paired speed-ups over the official with their spread."""
     from ganserve.export.cache import load_or_export
 
     fs = model.first_stage
     ref = official_vqmodel(reference, fs)
-    onnx = load_or_export("onnx", model.checkpoint_path)
+    onnx = load_or_export("onnx", model.checkpoint_path, threads=threads)
     data = _test_set(int(model.config.resolution))
-    x = data.batch(torch.arange(64))
+    x = data.batch(torch.arange(max(64, *batch_sizes)))
     codes = fs.encode_codes(x)
     _, _, (_, _, ref_codes) = ref.encode(x)
     dec, ref_dec = fs.decode_codes(codes), _official_decode(ref, codes, cfg_dim(fs))
     out = {"codes_equal": bool(torch.equal(codes, ref_codes.reshape(codes.shape))),
            "decode_max_abs_diff": float((dec - ref_dec).abs().max()), "threads": torch.get_num_threads(),
-           "rows": []}  # fmt: skip
+           "onnx_threads": threads, "rounds": repeats, "rows": []}  # fmt: skip
     for n in batch_sizes:
         xb, cb = x[:n].contiguous(), codes[:n].contiguous()
-        calls = {
-            "encode_eager": functools.partial(fs.encode_codes, xb),
-            "encode_onnx": functools.partial(onnx.encode_codes, xb),
-            "encode_official": functools.partial(ref.encode, xb),
-            "decode_eager": functools.partial(fs.decode_codes, cb),
-            "decode_onnx": functools.partial(onnx.decode_codes, cb),
-            "decode_official": functools.partial(_official_decode, ref, cb, cfg_dim(fs)),
-        }
-        t = {k: median_seconds(fn, repeats) for k, fn in calls.items()}
-        row = {"batch": n, **{k: round(n / v, 1) for k, v in t.items()}}
-        for what in ("encode", "decode"):
-            row[f"{what}_eager_vs_official"] = round(t[f"{what}_official"] / t[f"{what}_eager"], 2)
-            row[f"{what}_onnx_vs_official"] = round(t[f"{what}_official"] / t[f"{what}_onnx"], 2)
+        row: dict = {"batch": n}
+        for what, calls in (
+            ("encode", {"official": functools.partial(ref.encode, xb), "eager": functools.partial(fs.encode_codes, xb),
+                        "onnx": functools.partial(onnx.encode_codes, xb)}),
+            ("decode", {"official": functools.partial(_official_decode, ref, cb, cfg_dim(fs)),
+                        "eager": functools.partial(fs.decode_codes, cb),
+                        "onnx": functools.partial(onnx.decode_codes, cb)}),
+        ):  # fmt: skip
+            c = compare(calls, repeats, baseline="official")
+            for k in calls:
+                row[f"{what}_{k}_images_per_s"] = round(n / c.median(k), 1)
+            for k in ("eager", "onnx"):
+                row[f"{what}_{k}_vs_official"] = _spread(c.speedup(k))
+            row[f"{what}_onnx_vs_eager"] = _spread(c.speedup("onnx", over="eager"))
         out["rows"].append(row)
     return out
+
+
+def _spread(s) -> dict:
+    return {"median": round(s.median, 3), "q1": round(s.q1, 3), "q3": round(s.q3, 3)}
 
 
 def _official_decode(ref, codes: torch.Tensor, dim: int) -> torch.Tensor:
@@ -209,33 +216,43 @@ def cfg_dim(first_stage) -> int:
     return int(first_stage.config.embed_dim)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["quality", "prior", "reference"])
-    p.add_argument("--model", default="vqgan-fashion-32")
-    p.add_argument("--reference", default=None, help="reference: a taming-transformers checkout")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=10)
+PROG = "python -m ganserve.benchmarks.vq"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("what", choices=["quality", "prior", "reference"], help="which measurement")
+    p.add_argument("--model", default="vqgan-fashion-32", help="bundled model name or checkpoint path")
+    p.add_argument("--reference", default=None, help="reference: a taming-transformers checkout (its taming/)")
+    p.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads, both sides")
+    p.add_argument("--repeats", type=int, default=10, help="timed rounds (prior: a third of them)")
+    p.add_argument("--batch-sizes", default="1,8,32", help="reference / prior: comma-separated batch sizes")
     p.add_argument("--limit", type=int, default=None, help="quality: only the first N test images")
     args = p.parse_args(argv)
+    if args.what == "reference":
+        if not args.reference:
+            p.error("reference needs --reference PATH (a taming-transformers checkout)")
+        if not (Path(args.reference) / "taming" / "models" / "vqgan.py").is_file():
+            p.error(f"--reference {args.reference}: not a taming-transformers checkout (no taming/models/vqgan.py)")
     warnings.simplefilter("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     import json
 
     import ganserve
 
     model = ganserve.load(args.model)
+    sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     if args.what == "quality":
         result = quality(model, limit=args.limit)
     elif args.what == "prior":
-        result = prior_speed(model, repeats=max(1, args.repeats // 3))
+        result = prior_speed(model, batch_sizes=sizes, repeats=max(1, args.repeats // 3))
     else:
-        if not args.reference:
-            raise SystemExit("reference needs --reference PATH (a taming-transformers checkout)")
-        result = reference_bench(model, args.reference, repeats=args.repeats)
-    print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), args.what: result}, indent=1))
+        result = reference_bench(model, args.reference, batch_sizes=sizes, repeats=args.repeats, threads=args.threads)
+    print(json.dumps({"command": command_line(PROG, argv), "model": args.model, "threads": torch.get_num_threads(),
+                      args.what: result}, indent=1))  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

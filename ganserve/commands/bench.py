@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     for name in BENCHES:
         module = importlib.import_module(f"ganserve.benchmarks.{name}")
-        module.add_parser(bench_sub).set_defaults(_bench_run=module.run)
+        bench = module.add_parser(bench_sub)
+        # Each bench prints the command that reproduces its figures: rebuilt from its parser and the parsed args.
+        bench.set_defaults(_bench_run=module.run, _bench_parser=bench)
     return p
 
 
