@@ -1,8 +1,11 @@
 """ganserve ui [--server URL] [--management URL] [--key-file PATH] [--port 7860] [--local [--model NAME|PATH ...]]
+              [--auth-file FILE] [--max-upload MB]
 
 The Gradio latent explorer. By default it talks to a running ``ganserve serve`` (inference API on :8080, management
 on :8081, the token key file when authorisation is on); ``--local`` generates in this process instead. Binds
-127.0.0.1 unless --host says otherwise.
+127.0.0.1 unless --host says otherwise. ``--auth-file`` (or $GANSERVE_UI_AUTH) puts a login in front of the page and
+its API, uploads are limited (``--max-upload``), and the process's temporary files go when it stops (SIGTERM too):
+``ganserve.ui.service``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from ganserve.precision import PRECISIONS
+from ganserve.ui.service import DEFAULT_MAX_UPLOAD_BYTES
 
 if TYPE_CHECKING:
     from ganserve.ui.backend import Backend
@@ -47,7 +51,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --local: inference precision")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument(
+        "--auth-file",
+        default=None,
+        help="require a login: a file of user:password lines (default: $GANSERVE_UI_AUTH, user:password, if set; "
+        "a password is never taken on the command line)",
+    )
+    p.add_argument(
+        "--max-upload",
+        type=float,
+        default=None,
+        metavar="MB",
+        help=f"largest file the page accepts, in MiB (default {DEFAULT_MAX_UPLOAD_BYTES / (1 << 20):g}); larger: 413",
+    )
     return p
+
+
+def upload_limit(mb: float | None) -> int:
+    """--max-upload in MiB -> bytes (Gradio's max_file_size)."""
+    if mb is None:
+        return DEFAULT_MAX_UPLOAD_BYTES
+    if not (0 < mb <= 1024):  # also refuses NaN
+        raise ValueError(f"--max-upload {mb:g}: expected MiB in (0, 1024]")
+    return int(mb * (1 << 20))
 
 
 def management_for(server: str) -> str:
@@ -86,14 +112,23 @@ def make_backend(args: argparse.Namespace) -> Backend:
 def run(args: argparse.Namespace) -> int:
     from ganserve.ui.app import build_app, launch
     from ganserve.ui.backend import BackendError
+    from ganserve.ui.service import AUTH_ENV, load_credentials, password_check, scratch_dir
 
+    max_upload = upload_limit(args.max_upload)
+    users = load_credentials(args.auth_file)  # before any work: a bad file is a one-line error
     backend = make_backend(args)
-    try:
-        app = build_app(backend)
-    except BackendError as e:
-        raise ValueError(str(e)) from None
     key = getattr(backend, "key_file", None)
-    print(f"ganserve ui: {backend.label}" + (f" (keys: {key})" if key else "") + f" -> http://{args.host}:{args.port}",
-          file=sys.stderr)  # fmt: skip
-    launch(app, host=args.host, port=args.port)
+    with scratch_dir():  # Gradio's cache and the result files: removed on exit, Ctrl-C or SIGTERM
+        try:
+            app = build_app(backend)
+        except BackendError as e:
+            raise ValueError(str(e)) from None
+        print(f"ganserve ui: {backend.label}" + (f" (keys: {key})" if key else "") +
+              f" -> http://{args.host}:{args.port}" + (f" (login: {len(users)} user(s))" if users else ""),
+              file=sys.stderr)  # fmt: skip
+        if users is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"ganserve ui: warning: {args.host} is reachable from other machines and there is no login: anyone "
+                  f"who reaches it gets inference (use --auth-file or ${AUTH_ENV})", file=sys.stderr)  # fmt: skip
+        auth = {"auth": password_check(users), "auth_message": "ganserve ui: log in"} if users else {}
+        launch(app, host=args.host, port=args.port, max_file_size=max_upload, **auth)
     return 0
