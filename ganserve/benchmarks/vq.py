@@ -11,9 +11,11 @@ codes given their labels (nats per code, and bits per code).
 
 ``reference``: CompVis/taming-transformers' VQModel built at the same config from a checkout of it (never vendored),
 our first stage's weights loaded into it unchanged (the names match 1:1), outputs compared, then encode (image ->
-codes) and decode (codes -> image) images/s side by side in one process: ganserve eager, ganserve ONNX (onnxruntime)
-and the official eager, at batch 1, 8 and 32. The checkout's imports of pytorch_lightning, einops and its ``main``
-module are met by a minimal shim written to a temporary folder at run time (nothing of it is kept).
+codes) and decode (codes -> image) images/s side by side in one process: the official eager, ganserve eager and
+ganserve ONNX (onnxruntime), timed alternately call by call at the same thread count (``--threads``, torch and
+onnxruntime alike), at batch 1, 8 and 32; then the prior's sampling loop against taming's minGPT (our prior's weights)
+and its ``sample_with_past`` at batch 8. The checkout's imports of pytorch_lightning, einops, transformers and its
+``main`` module are met by a minimal shim written to a temporary folder at run time (nothing of it is kept).
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ SHIM = {
                 return x.t()
             raise NotImplementedError(pattern)
     '''),
+    "transformers/__init__.py": textwrap.dedent("""
+        def top_k_top_p_filtering(logits, top_k=0, top_p=1.0, **kwargs):
+            raise NotImplementedError("the bench samples without top-k / top-p")
+    """),
     "main.py": textwrap.dedent("""
         import importlib
 
@@ -135,17 +141,84 @@ SHIM = {
 }
 
 
+def _import_path(reference: str) -> None:
+    """The checkout and a temporary shim folder (its few imports we do not install) first on sys.path, once."""
+    root = str(Path(reference).resolve())
+    if root in sys.path:
+        return
+    shim = Path(tempfile.mkdtemp(prefix="taming-shim-"))
+    for name, text in SHIM.items():
+        (shim / name).parent.mkdir(parents=True, exist_ok=True)
+        (shim / name).write_text(text)
+    sys.path[:0] = [str(shim), root]
+
+
+def official_gpt(reference: str, prior):
+    """taming's minGPT at our prior's config holding our prior's weights (names match 1:1). Its head covers the whole
+    vocabulary; ours only the codes: the class-token rows of its head are zero (their logits 0, never our codes')."""
+    _import_path(reference)
+    from taming.modules.transformer.mingpt import GPT
+
+    cfg = prior.config
+    gpt = GPT(cfg.vocab_size, cfg.block_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd).eval()
+    state = dict(prior.state_dict())
+    head = torch.zeros(cfg.vocab_size, cfg.n_embd)
+    head[: cfg.num_codes] = state["head.weight"]
+    state["head.weight"] = head
+    missing, unexpected = gpt.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("attn.mask")]:
+        raise SystemExit(f"names differ: missing {missing}, unexpected {unexpected}")
+    return gpt.requires_grad_(False)
+
+
+@torch.no_grad()
+def prior_reference(model, reference: str, batch_sizes=(8,), repeats: int = 3) -> dict:
+    """The prior's sampling loop (KV cache) against taming's sample_with_past (its cached loop), whole code grids,
+    temperature 1, no top-k / top-p: ours as the sampling core runs it (batch-invariant) and plain, alternated."""
+    from ganserve.models.layers import batch_invariant
+    from ganserve.models.transformer import sample_codes, uniforms_for_seed
+
+    _import_path(reference)
+    from taming.modules.transformer.mingpt import sample_with_past
+
+    prior = model.prior
+    gpt = official_gpt(reference, prior)
+    length = model.code_shape[0] * model.code_shape[1]
+    num_codes = int(model.num_codes)
+    out: dict = {"rounds": repeats, "rows": []}
+    for n in batch_sizes:
+        classes = torch.arange(n) % prior.config.c_dim if prior.config.c_dim else None
+        start = model.start_tokens(classes, n)
+        u = torch.stack([uniforms_for_seed(s, length) for s in range(n)])
+        t, k, p = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
+
+        def ours(n=n, start=start, u=u, t=t, k=k, p=p):
+            return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, num_codes)
+
+        def core(ours=ours):
+            with batch_invariant():
+                return ours()
+
+        codes = ours()
+        tokens = torch.cat([start[:, None].long(), codes[:, :-1]], dim=1)
+        diff = (prior(tokens) - gpt(tokens)[0][..., :num_codes]).abs().max()
+        calls = {"official": lambda start=start: sample_with_past(start[:, None].long(), gpt, steps=length),
+                 "core": core, "eager": ours}  # fmt: skip
+        c = compare(calls, repeats, baseline="official")
+        out["rows"].append({"batch": n, "logits_max_abs_diff": float(diff),
+                            **{f"{m}_tokens_per_s": round(n * length / c.median(m), 1) for m in calls},
+                            "core_vs_official": _spread(c.speedup("core")),
+                            "eager_vs_official": _spread(c.speedup("eager"))})  # fmt: skip
+    return out
+
+
 def official_vqmodel(reference: str, first_stage):
     """taming's VQModel at our first stage's config, our weights loaded by name: every tensor of theirs but the loss
     module's must come from ours."""
     cfg = first_stage.config
     if cfg.norm_groups != 32:
         raise SystemExit(f"taming's GroupNorm always has 32 groups; this model has {cfg.norm_groups}")
-    shim = Path(tempfile.mkdtemp(prefix="taming-shim-"))
-    for name, text in SHIM.items():
-        (shim / name).parent.mkdir(parents=True, exist_ok=True)
-        (shim / name).write_text(text)
-    sys.path[:0] = [str(shim), str(Path(reference).resolve())]
+    _import_path(reference)
     from taming.models.vqgan import VQModel
 
     ddconfig = dict(double_z=False, z_channels=cfg.z_channels, resolution=cfg.resolution, in_channels=cfg.img_channels,
@@ -228,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads, both sides")
     p.add_argument("--repeats", type=int, default=10, help="timed rounds (prior: a third of them)")
     p.add_argument("--batch-sizes", default="1,8,32", help="reference / prior: comma-separated batch sizes")
+    p.add_argument("--prior-batch-sizes", default="8", help="reference: batch sizes of the prior against taming's "
+                   "sampling loop (empty: skip)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="quality: only the first N test images")
     args = p.parse_args(argv)
     if args.what == "reference":
@@ -249,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         result = prior_speed(model, batch_sizes=sizes, repeats=max(1, args.repeats // 3))
     else:
         result = reference_bench(model, args.reference, batch_sizes=sizes, repeats=args.repeats, threads=args.threads)
+        prior_sizes = tuple(int(b) for b in args.prior_batch_sizes.split(",") if b)
+        if prior_sizes:
+            result["prior"] = prior_reference(model, args.reference, prior_sizes, max(1, args.repeats // 3))
     print(json.dumps({"command": command_line(PROG, argv), "model": args.model, "threads": torch.get_num_threads(),
                       args.what: result}, indent=1))  # fmt: skip
     return 0
