@@ -30,8 +30,12 @@ _MAX_DIGITS = 10  # MAX_SEED has 10 digits: longer numbers are out of range with
 class RequestError(ValueError):
     """An invalid request: ``field`` is a dotted path into the request ("style_mix.layers"), or "" for the body."""
 
-    def __init__(self, field: str, message: str) -> None:
+    status = 400  # the HTTP status it answers with: subclasses and callers set others (413, 404 for an unknown id)
+
+    def __init__(self, field: str, message: str, status: int | None = None) -> None:
         self.field, self.message = field, message
+        if status is not None:
+            self.status = status
         super().__init__(f"{field}: {message}" if field else message)
 
     def to_dict(self) -> dict[str, str]:
@@ -191,6 +195,11 @@ class BaseRequest(Strict):
     def image_count(self) -> int:
         return len(self.seeds)
 
+    def job_steps(self) -> int:
+        """Steps of long work this request needs (a projection's), 0 for none: a server runs such a request as a
+        job (ganserve.jobs), never in a batch."""
+        return 0
+
     def default_cols(self) -> int:
         """Grid columns when the request gives none: the family's figure shape, else a square."""
         return math.ceil(math.sqrt(self.image_count()))
@@ -271,7 +280,8 @@ def validate_request(cls: type[BaseRequest], data: Any, family: str = "") -> Bas
             msg = f"unknown field for a {family} model" if family else "unknown field"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        raise RequestError(field, msg) from None
+        status = getattr((err.get("ctx") or {}).get("error"), "status", 400)  # e.g. 404 for an unknown latent id
+        raise RequestError(field, msg, status) from None
     except RecursionError:
         raise RequestError("", "the request is nested too deeply") from None
 

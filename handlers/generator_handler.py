@@ -58,6 +58,7 @@ def initialize(context: Any) -> SampleService:
         if "precision" in str(e):
             raise ValueError(f"model-config.yaml handler.precision: {e}") from None
         raise
+    service.prepare()  # directions found now, and this worker's job runner started: no request waits for either
     log.info("ganserve: loaded %s on %s at %s", checkpoint, _device(context), precision)
     return service
 

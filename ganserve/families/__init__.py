@@ -81,6 +81,13 @@ class Sampler:
         """Family-specific facts for the UI and the server's model description (merged over the core's)."""
         return {}
 
+    def check(self, model: nn.Module, request: BaseRequest) -> None:
+        """Validate a request that runs as a job (``request.job_steps()`` > 0) against the model without doing its
+        long work, so a server refuses it at once (RequestError) instead of failing the job later."""
+
+    def prepare(self, model: nn.Module) -> None:
+        """Work done once when a server loads the model, so that no request waits for it (e.g. edit directions)."""
+
 
 @dataclass(frozen=True)
 class Family:

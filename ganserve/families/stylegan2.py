@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from torch import nn
 
-from ganserve import directions, latents_store
+from ganserve import directions, jobs, latents_store
 from ganserve.families import Family, Part, Sampler
 from ganserve.images import MAX_IMAGE_BYTES, ImageDecodeError, decode_image
 from ganserve.latents import normal_from_seed, slerp, steps
@@ -80,6 +80,9 @@ class StyleRequest(LatentRequest, ClassField):
         if self.w is not None:
             return self.latents().shape[0]
         return 1 if self.project is not None else len(self.seeds)
+
+    def job_steps(self) -> int:
+        return self.project_steps if self.project is not None else 0
 
     def image_count(self) -> int:
         per_source = (self.interpolate.steps if self.interpolate else 1) * (
@@ -228,21 +231,38 @@ class StyleSampler(Sampler):
                 raise RequestError("w", f"expected [{num_ws} or 1, {w_dim}] per latent for this model, got "
                                         f"{list(w.shape[1:])}")  # fmt: skip
             w = w.expand(-1, num_ws, -1)
-            labels = [{"w": latents_store.save(x.numpy())} for x in w]
+            labels = [{"w": lid} for lid in latents_store.save_many([x.numpy() for x in w])]
         else:
-            cfg = model.config
-            try:
-                target = decode_image(req.project, cfg.resolution, cfg.img_channels)
-            except ImageDecodeError as e:
-                raise RequestError("project", f"image {e}") from None
+            target = self._project_target(model, req)
             from ganserve.projection import project
 
-            result = project(model, target, steps=req.project_steps)
+            hook = jobs.progress_hook()  # set when a server runs this as a job: progress, and cancellation
+            report = (lambda k, _loss: hook(k, req.project_steps)) if hook else None
+            result = project(model, target, steps=req.project_steps, progress=report)
             w = result.ws[None]
             labels = [{"w": latents_store.save(result.ws.numpy()), "psnr": round(result.psnr, 3),
                        "project_steps": req.project_steps}]  # fmt: skip
         truncated = model.mapping.truncate(w.to(model_device(model)), req.truncation_psi, req.truncation_cutoff)
         return [(label, t, 0, None) for label, t in zip(labels, truncated.cpu())]
+
+    @staticmethod
+    def _project_target(model: nn.Module, req: StyleRequest) -> np.ndarray:
+        cfg = model.config
+        try:
+            return decode_image(req.project, cfg.resolution, cfg.img_channels)
+        except ImageDecodeError as e:
+            raise RequestError("project", f"image {e}") from None
+
+    def check(self, model: nn.Module, req: StyleRequest) -> None:
+        """Everything a projection request is checked for, without the projection: its image, and the other fields
+        on a seed in its place."""
+        self._project_target(model, req)
+        self.plan(model, req.model_copy(update={"project": None, "seeds": [0]}))
+
+    def prepare(self, model: nn.Module) -> None:
+        """Directions are found once, at load, so no edit request pays for them."""
+        for method in directions.METHODS:
+            latent_directions(model, method, "edits.method")
 
     def _edit_shift(self, model: nn.Module, edit: Edit, field: str) -> tuple[tuple[int, int], torch.Tensor]:
         """The [start, stop) ws an edit moves and the vector it adds to each: amount * std_k * direction_k."""

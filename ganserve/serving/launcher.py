@@ -248,6 +248,7 @@ class Server:
         (self.workdir / "tmp").mkdir(exist_ok=True)
         env["TEMP"] = str(self.workdir / "tmp")  # TorchServe unpacks archives and puts worker sockets here
         env.update(worker_env(self.total_workers, env))
+        env.setdefault("GANSERVE_JOBS", str(self.workdir / "jobs"))  # this server's job queue, not another's
         cmd = [exe, "--start", "--foreground", "--ncs", "--ts-config", str(cfg_path),
                "--model-store", str(self.config.model_store)]  # fmt: skip
         self._mark_logs()
