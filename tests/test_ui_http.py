@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import ganserve
-from ganserve.requests import RequestError
-from ganserve.sampling import describe, encode_result, sample
+from ganserve.sampling import describe, sample
+from ganserve.serving.service import SampleService
 from ganserve.ui.backend import BackendError, decode_body
 from ganserve.ui.remote import HTTPBackend, read_key
 
@@ -38,6 +38,7 @@ class StandInServer:
 
     def __init__(self, models_dir: Path) -> None:
         self.models = {n: ganserve.load(models_dir / f"{n}.safetensors") for n in ("tiny", "tiny-cond")}
+        self.services = {n: SampleService(m) for n, m in self.models.items()}
         self.posts: list[dict] = []
         self._servers = [
             ThreadingHTTPServer(("127.0.0.1", 0), self._handler(api)) for api in ("management", "inference")
@@ -105,13 +106,10 @@ class StandInServer:
                 if api != "inference" or not self._authorised():
                     return None if api == "inference" else self._json(405, {"code": 405, "message": "no"})
                 name = self.path.removeprefix("/predictions/")
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.posts.append(body)
-                try:
-                    enc = encode_result(sample(server.models[name], body))
-                except RequestError as e:
-                    return self._json(400, e.to_dict())
-                return self._send(200, enc.body, enc.content_type)
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                server.posts.append(json.loads(raw))
+                (r,) = server.services[name].handle_batch([raw])  # the serving core, as the real handler runs it
+                return self._send(r.status, r.body, r.content_type)
 
         return Handler
 
@@ -230,8 +228,8 @@ def test_app_over_http_returns_the_servers_images(backend, server):
 
 @pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 def test_app_over_http_edits_projects_and_starts_from_the_w(backend, server, tmp_path, monkeypatch):
-    """Over HTTP projection is one plain ``project`` request (no progress events); its w lives in the server's
-    latent store and is then sent back by id."""
+    """Over HTTP projection is a job (submitted, then polled until the server has the answer); its w lives in the
+    server's latent store and is then sent back by id."""
     import base64
 
     gradio_client = pytest.importorskip("gradio_client")
@@ -256,10 +254,12 @@ def test_app_over_http_edits_projects_and_starts_from_the_w(backend, server, tmp
         path, params, _ = client.predict(model="tiny", image=gradio_client.handle_file(str(target)), steps=4,
                                          **common, api_name="/project")  # fmt: skip
         b64 = base64.b64encode(target.read_bytes()).decode()
-        assert server.posts[-1]["project"] == b64 and server.posts[-1]["project_steps"] == 4
-        (want,) = direct(server, "tiny", {"project": b64, "project_steps": 4, "truncation_psi": 1.0})
-        np.testing.assert_array_equal(pixels(path), want.array())
-        assert params == want.params
+        (submitted,) = [p for p in server.posts if "project" in p]
+        assert submitted["project"] == b64 and submitted["project_steps"] == 4
+        assert set(server.posts[-1]) == {"job"}  # the last poll fetched the answer
+        inline = sample(G, {"project": b64, "project_steps": 4, "truncation_psi": 1.0})  # the Python API: inline
+        np.testing.assert_array_equal(pixels(path), inline.images[0])
+        assert params == inline.params[0]
         w = params["w"]
         path, params, _ = client.predict(model="tiny", seed=0, w=w, **{**common, "edit_1": -2.0},
                                          api_name="/generate")  # fmt: skip

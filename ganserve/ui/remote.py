@@ -52,7 +52,7 @@ class HTTPBackend:
         # refused, and a 503 / 507 (queue full, worker died) retried once, which is safe as requests are pure.
         self._client = Client(self.inference_url, self.management_url, key_file=self.key_file, timeout=timeout)
 
-    def _call(self, method: str, url: str, api: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, url: str, api: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         import requests
 
         from ganserve.serving.client import KeyFileError
@@ -66,7 +66,7 @@ class HTTPBackend:
             raise BackendError(f"cannot reach the server at {base}: is `ganserve serve` running?") from None
         except requests.Timeout:
             raise BackendError(f"the server did not answer within {self.timeout:g} s") from None
-        if resp.status_code == 200:
+        if resp.status_code in ok:
             return resp
         raise _error(resp)
 
@@ -112,9 +112,22 @@ class HTTPBackend:
             return list(pool.map(lambda r: self.generate(name, r), requests))
 
     def project(self, name: str, request: dict[str, Any], progress: Any = None) -> Picture:
-        """A plain ``project`` request: the server answers when the optimisation is done (HTTP carries no progress
-        events; ``progress`` is not called)."""
-        (pic,) = self.generate(name, request)
+        """A ``project`` request runs as a job on the server: submit (202 + id), poll with progress, take the answer
+        it stored (the same pixels and parameters as a plain request)."""
+        import time
+
+        url = f"{self.inference_url}/predictions/{name}"
+        submitted = self._call("POST", url, "inference", ok=(202,), json={**request, "format": "json"})
+        job = submitted.json()["job"]
+        while True:
+            resp = self._call("POST", url, "inference", ok=(200, 202), json={"job": job})
+            if resp.status_code != 202:
+                break
+            step = resp.json().get("progress") or {}
+            if progress is not None and step.get("steps"):
+                progress(int(step["step"]), int(step["steps"]))
+            time.sleep(0.25)
+        (pic,) = decode_body(resp.content, resp.headers.get("Content-Type", ""))
         return pic
 
 
