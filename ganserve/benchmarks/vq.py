@@ -1,8 +1,8 @@
 """Measurements of the VQ families (the numbers in checkpoints/README.md), each a subcommand:
 
-    python -m ganserve.benchmarks.vq quality   --model vqgan-fashion-32      # PSNR, codebook usage, prior NLL
-    python -m ganserve.benchmarks.vq prior     --model vqgan-fashion-32      # tokens/s with and without the KV cache
-    python -m ganserve.benchmarks.vq reference --model vqgan-fashion-32 --reference /path/to/taming-transformers
+    python3 -m ganserve.benchmarks.vq quality   --model vqgan-fashion-32      # PSNR, codebook usage, prior NLL
+    python3 -m ganserve.benchmarks.vq prior     --model vqgan-fashion-32      # tokens/s with and without the KV cache
+    python3 -m ganserve.benchmarks.vq reference --model vqgan-fashion-32 --reference /path/to/taming-transformers
 
 ``quality``: reconstruction PSNR on Fashion-MNIST's 10,000 *test* images (through the sampling core's uint8 rounding,
 padded to 32 px as in training), codebook usage over those images' codes (perplexity = exp(entropy) of the code
@@ -289,7 +289,7 @@ def cfg_dim(first_stage) -> int:
     return int(first_stage.config.embed_dim)
 
 
-PROG = "python -m ganserve.benchmarks.vq"
+PROG = "python3 -m ganserve.benchmarks.vq"
 
 
 def main(argv: list[str] | None = None) -> int:
