@@ -78,3 +78,23 @@ def test_class_interpolation(client, path):
                   interpolate={"to_seed": 1, "to_class": 2, "steps": 3}).images  # fmt: skip
     for item, img in zip(gallery, want):
         np.testing.assert_array_equal(pixels(item["image"]), img)
+
+
+def test_class_from_the_seed(client, path):
+    from ganserve.ui.actions import FROM_SEED
+    from ganserve.ui.app import _class_index
+
+    updates = client.predict("tiny-biggan", 0, None, api_name="/model_info")
+    picker = next(v for v in updates if isinstance(v, dict) and v.get("choices") and v.get("value") == 0)
+    assert picker["choices"][0] == ["from the seed (seed % 3)", FROM_SEED] and picker["choices"][1][1] == 0
+    shown, params, _ = client.predict(model="tiny-biggan", seeds="3,4,5", **{**COMMON, "class_index": FROM_SEED},
+                                      classes=[], api_name="/grid")  # fmt: skip
+    assert [(p["class"], p["seeds"][0]) for p in params] == [(0, 3), (1, 4), (2, 5)]
+    want = sample(ganserve.load(path), seeds=[3, 4, 5], truncation_psi=0.5)
+    assert params == want.params
+    gallery = shown["value"] if isinstance(shown, dict) else shown  # without classes the grid keeps its columns
+    for item, img in zip(gallery, want.images):
+        np.testing.assert_array_equal(pixels(item["image"]), img)
+    # the page address: class=-1 (or "seed") means the same, for a family that takes its class from the seed only
+    assert _class_index("-1", ("a", "b", "c"), True) == _class_index("seed", ("a", "b", "c"), True) == FROM_SEED
+    assert _class_index("-1", ("a", "b", "c"), False) == 0

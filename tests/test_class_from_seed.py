@@ -95,3 +95,17 @@ def test_the_printed_try_line_works_for_every_bundled_model(name):
     if class_names(model):
         n = len(class_names(model))
         assert [prm["class"] for prm in p.params] == [s % n for s in body["seeds"]]
+
+
+def test_ui_offers_from_the_seed_only_where_the_family_takes_it(G, tmp_path, tiny_cond_path):
+    from ganserve.ui.backend import LocalBackend
+    from ganserve.ui.controls import ControlSpec
+
+    path = save_tiny(tmp_path, G.name, G)
+    backend = LocalBackend({G.name: path, "tiny-cond": tiny_cond_path})
+    assert ControlSpec.from_info(backend.describe(G.name)).class_from_seed
+    # conditional StyleGAN2 still needs its class: no such choice there, and no class is still refused by name
+    assert not ControlSpec.from_info(backend.describe("tiny-cond")).class_from_seed
+    with pytest.raises(RequestError) as e:
+        plan(ganserve.load(tiny_cond_path), seeds=[1])
+    assert e.value.field == "class"

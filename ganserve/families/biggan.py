@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from ganserve.families import Family, Part, Sampler
-from ganserve.families.conditional import ConditionalRequest, plan_class_rows
+from ganserve.families.conditional import CLASS_FROM_SEED, ConditionalRequest, plan_class_rows
 from ganserve.latents import truncated_normal_from_seed
 from ganserve.sampling import Plan, model_device, model_name
 from ganserve.surface import ConditionalModel
@@ -55,7 +55,7 @@ class BigGANSampler(Sampler):
         cfg = model.config
         return {"z_dim": cfg.z_dim, "truncation": {"threshold": TRUNCATION_THRESHOLD, "n_stats": cfg.n_stats,
                                                    "latent": "z = truncation_psi * TN(-2, 2)"},
-                "deep": bool(cfg.deep)}  # fmt: skip
+                "deep": bool(cfg.deep), **CLASS_FROM_SEED}  # fmt: skip
 
 
 FAMILY = Family(

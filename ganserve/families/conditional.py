@@ -26,6 +26,9 @@ from ganserve.latents import steps
 from ganserve.requests import MAX_SEED, ClassField, LatentRequest, Strict
 from ganserve.sampling import class_names, resolve_class
 
+# In a sampler's describe(): this family takes an omitted class from each seed, so front ends may offer "no class".
+CLASS_FROM_SEED: dict[str, str] = {"class_from_seed": "seed % number of classes"}
+
 
 class ClassInterpolate(Strict):
     """Frames from each seed to ``to_seed`` (z lerped) and/or from the request's class to ``to_class`` (class
@@ -122,4 +125,4 @@ def plan_class_rows(
     return torch.stack(zs), torch.stack(cvs), params
 
 
-__all__ = ["ClassInterpolate", "ConditionalRequest", "one_hot", "plan_class_rows"]
+__all__ = ["CLASS_FROM_SEED", "ClassInterpolate", "ConditionalRequest", "one_hot", "plan_class_rows"]

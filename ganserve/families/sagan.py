@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from ganserve.families import Family, Part, Sampler
-from ganserve.families.conditional import ConditionalRequest, plan_class_rows
+from ganserve.families.conditional import CLASS_FROM_SEED, ConditionalRequest, plan_class_rows
 from ganserve.latents import normal_from_seed
 from ganserve.requests import RequestError, Strict
 from ganserve.sampling import Plan, model_device, model_name
@@ -61,7 +61,7 @@ class SAGANSampler(Sampler):
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         cfg = model.config
-        return {"z_dim": cfg.z_dim, "attention_resolution": cfg.attention_resolution}
+        return {"z_dim": cfg.z_dim, "attention_resolution": cfg.attention_resolution, **CLASS_FROM_SEED}
 
 
 FAMILY = Family(

@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ganserve.families import Family, Part, Sampler
+from ganserve.families.conditional import CLASS_FROM_SEED
 from ganserve.images import ImageDecodeError, decode_image, from_uint8
 from ganserve.models.transformer import sample_codes, uniforms_for_seed
 from ganserve.requests import BaseRequest, Keep, RequestError, VQSamplingFields
@@ -175,7 +176,11 @@ class VQSampler(Sampler):
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         h, w = model.code_shape
-        return {"code_shape": [h, w], "num_codes": int(model.num_codes)}
+        return {
+            "code_shape": [h, w],
+            "num_codes": int(model.num_codes),
+            **(CLASS_FROM_SEED if class_names(model) else {}),
+        }
 
 
 FAMILY = Family(

@@ -42,6 +42,7 @@ from ganserve.ui.figures import figure_html, style_mix_figure
 BROWSE_PAGE = 64  # seeds per page of the seed browser
 EDIT_RANGE = (-5.0, 5.0)  # a direction slider, in stds
 MAX_FRAMES = 32  # interpolation frames the page offers
+FROM_SEED = -1  # the class picker's "from the seed": no class is sent, the family takes each seed's own
 SEND_TARGETS = {
     "seed": "Seed",
     "rows": "Style mixing: add to the row seeds",
@@ -193,7 +194,7 @@ class Explorer:
             raise BackendError(f"expected one of {', '.join(choices)}, got {noise!r}", "noise_mode")
         s.noise_mode = noise
         cls = v.get("class")
-        s.class_ = None if cls in (None, "") else cls
+        s.class_ = None if cls in (None, "", FROM_SEED, str(FROM_SEED)) else cls
         if spec.has("temperature"):
             r = spec.ranges.get("temperature")
             s.temperature = number(v.get("temp", 1.0), "temperature", r.minimum if r else 0.01, r.maximum if r else 10)
@@ -467,9 +468,8 @@ class Explorer:
         )
         # The reconstruction shows the projection itself: no truncation, the model's constant noise, no edits.
         cls = v.get("class")
-        fields = common_fields(
-            spec, Settings(truncation_psi=1.0, noise_mode="const", class_=None if cls in (None, "") else cls)
-        )
+        cls = None if cls in (None, "", FROM_SEED, str(FROM_SEED)) else cls
+        fields = common_fields(spec, Settings(truncation_psi=1.0, noise_mode="const", class_=cls))
         req = {"project": b64_file(image), "project_steps": steps, **fields}
         project = getattr(self.backend, "project", None)
         pic = project(model, req, progress) if project else self.generate(model, req)[0]

@@ -34,6 +34,7 @@ from ganserve.ui import urlstate
 from ganserve.ui.actions import (
     BROWSE_PAGE,
     EDIT_RANGE,
+    FROM_SEED,
     MAX_FRAMES,
     SEND_TARGETS,
     Explorer,
@@ -168,7 +169,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     elem_id="noise",
                 )
                 C["class"] = gr.Dropdown(
-                    _class_choices(spec0),
+                    _picker_choices(spec0),
                     value=0 if spec0.class_picker else None,
                     label="Class",
                     visible=spec0.class_picker,
@@ -1315,6 +1316,13 @@ def _class_choices(spec: ControlSpec) -> list[tuple[str, int]]:
     return [(f"{i}: {name}", i) for i, name in enumerate(spec.classes)]
 
 
+def _picker_choices(spec: ControlSpec) -> list[tuple[str, int]]:
+    """The class picker: the classes, after "from the seed" (no class sent) where the family allows it."""
+    n = len(spec.classes)
+    seed = [(f"from the seed (seed % {n})", FROM_SEED)] if spec.class_from_seed else []
+    return seed + _class_choices(spec)
+
+
 def _model_text(info: ModelInfo | None) -> str:
     if info is None:
         return "No models available."
@@ -1379,7 +1387,7 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any, v: dict[s
         cutoff = int(cutoff_value) if cutoff_value is not None and 0 <= float(cutoff_value) <= top else top
     except (TypeError, ValueError):
         cutoff = top
-    cls = _class_index(cls_value, spec.classes)
+    cls = _class_index(cls_value, spec.classes, spec.class_from_seed)
     psi = _slider(spec, "truncation_psi", -1, 2, 1.0)
     temp = _slider(spec, "temperature", 0.01, 10, 1.0)
     presets = spec.mix_presets
@@ -1423,7 +1431,7 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any, v: dict[s
         "cutoff": gr.update(maximum=top, value=cutoff, visible=spec.has("truncation_cutoff")),
         "noise": gr.update(choices=list(spec.choices.get("noise_mode", ("const",))), visible=spec.has("noise_mode")),
         "class": gr.update(
-            choices=_class_choices(spec), value=cls if spec.class_picker else None, visible=spec.class_picker
+            choices=_picker_choices(spec), value=cls if spec.class_picker else None, visible=spec.class_picker
         ),
         "vq_group": gr.update(visible=spec.vq_sampling),
         "temp": gr.update(minimum=temp["minimum"], maximum=temp["maximum"], **in_range("temp", temp)),
@@ -1550,15 +1558,18 @@ def _check_url_value(key: str, value: Any, spec: ControlSpec) -> Any:
     if key == "class":
         if not spec.classes:
             raise ValueError("this model has no classes")
-        return _class_index(value, spec.classes)
+        return _class_index(value, spec.classes, spec.class_from_seed)
     if key == "send_to" and value not in SEND_TARGETS:
         raise ValueError(f"'{value}' is not one of {', '.join(SEND_TARGETS)}")
     return value
 
 
-def _class_index(value: Any, classes: tuple[str, ...]) -> int:
-    """The picker's index for an index or a class name; 0 when it names no class of this model."""
+def _class_index(value: Any, classes: tuple[str, ...], from_seed: bool = False) -> int:
+    """The picker's index for an index or a class name (FROM_SEED for "-1" / "seed" where the family takes its class
+    from the seed); 0 when it names no class of this model."""
     text = "" if value is None else str(value).strip()
+    if from_seed and text.lower() in ("-1", "seed"):
+        return FROM_SEED
     if text.isdigit() and int(text) < len(classes):
         return int(text)
     lowered = [c.lower() for c in classes]

@@ -56,6 +56,7 @@ class ModelInfo:
     version: str = ""
     layer_groups: dict[str, list[int]] = field(default_factory=dict)  # name -> inclusive [first, last] ws
     directions: dict[str, Any] = field(default_factory=dict)  # {"methods": [...], "count": N} when edits work
+    class_from_seed: bool = False  # the family takes an omitted class from each seed (seed % number of classes)
 
     @classmethod
     def from_description(cls, name: str, desc: dict[str, Any]) -> ModelInfo:
@@ -79,6 +80,7 @@ class ModelInfo:
             version=str(desc.get("model_version") or desc.get("version") or ""),
             layer_groups={str(k): [int(v[0]), int(v[1])] for k, v in groups.items() if len(v) == 2},
             directions=dict(directions),
+            class_from_seed=bool(desc.get("class_from_seed")),
         )
 
 

@@ -48,6 +48,7 @@ class ControlSpec:
     layer_groups: dict[str, list[int]] = field(default_factory=dict)  # the model's named groups, inclusive ranges
     direction_methods: tuple[str, ...] = ()  # semantic-direction methods the model offers ([] : no edits)
     direction_count: int = 0
+    class_from_seed: bool = False  # the picker may offer "from the seed" (no class sent)
 
     @classmethod
     def from_info(cls, info: ModelInfo) -> ControlSpec:
@@ -66,7 +67,8 @@ class ControlSpec:
             groups = default_layer_groups(info.num_ws)
         methods = tuple(str(m) for m in info.directions.get("methods", ())) if "edits" in props else ()
         count = int(info.directions.get("count", 0) or 0) if methods else 0
-        return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub, groups, methods, count)
+        return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub, groups, methods, count,
+                   class_from_seed=info.class_from_seed and "class" in props)  # fmt: skip
 
     def has(self, name: str) -> bool:
         return name in self.fields
