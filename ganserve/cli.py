@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from ganserve.commands import CommandError
+from ganserve.commands import CommandError, Parser
 
 # Subcommand modules under ganserve.commands, in the order ``ganserve --help`` lists them.
 COMMANDS = ["sample", "project", "train", "eval", "serve", "export", "import_model", "bench", "ui"]
@@ -26,7 +26,7 @@ def missing_extra(e: ModuleNotFoundError) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ganserve", description="Sample, train, export and serve GAN generators.")
+    parser = Parser(prog="ganserve", description="Sample, train, export and serve GAN generators.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"ganserve.commands.{name}")

@@ -68,7 +68,7 @@ def test_list_and_unknown_model(env):
         (["--seeds", "5-1"], "seeds"),
         (["--seeds", "0-99"], "limit"),
         (["--mix", "3:everything"], "style_mix.layers"),
-        (["--mix", "3"], "--mix expects SEEDS:LAYERS"),
+        (["--mix", "3"], "invalid --mix (style_mix.layers)"),  # the request's default layers: fine, none at 16 px
         (["--styles", "0-2"], "--styles needs --mix"),
         (["--class", "1"], "unconditional"),
         (["--seeds", "١٢"], "ASCII digits only"),

@@ -60,15 +60,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="write the results into the model card: the checkpoint's metadata and checkpoints/README.md",
     )
     p.add_argument("--readme", default=None, help="README to record into (default: README.md beside the checkpoint)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-cache", action="store_true", help="recompute real images' features (cached by default)")
     g = p.add_argument_group("training the classifier")
     g.add_argument("--train-classifier", action="store_true", help="train the class-check classifier and save it")
     g.add_argument("--out", help="where --train-classifier writes its .safetensors")
-    g.add_argument("--epochs", type=int, default=8)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--epochs", type=int, default=8, help="classifier training epochs (default: 8)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the classifier's training (default: 0)")
     # What the command line was, rebuilt from the parsed options (also right when called as ganserve.cli.main(argv))
     _FLAGS.clear()
     _FLAGS.extend((a.option_strings[-1], a.dest, a.default, a.nargs) for a in p._actions if a.option_strings

@@ -1,5 +1,5 @@
-"""ganserve export MODEL --format onnx|pt2|mar --out PATH [--opset N] [--precision fp32|fp16] [--backend eager|onnx|pt2]
-[--force]
+"""ganserve export --model MODEL --format onnx|pt2|mar --out PATH [--opset N] [--precision fp32|fp16]
+[--backend eager|onnx|pt2] [--force]   (``ganserve export MODEL ...``, the older spelling, works too)
 
 onnx / pt2: a folder with one graph per part (StyleGAN2: mapping.*, synthesis.*), the constants and a manifest; each
 graph is checked against eager PyTorch on fresh random inputs before the folder is renamed into place.
@@ -21,7 +21,9 @@ GRAPH_PRECISIONS = ("fp32", "fp16")  # a graph holds one dtype
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX, torch.export (.pt2) or a TorchServe archive (.mar)")
-    p.add_argument("model", help="model name or checkpoint path")
+    # --model as every command spells it; the positional MODEL of earlier versions still works.
+    p.add_argument("--model", dest="model", default=None, metavar="NAME|PATH", help="model name or checkpoint path")
+    p.add_argument("model_arg", nargs="?", default=None, metavar="MODEL", help="the same as --model (old spelling)")
     p.add_argument("--format", required=True, help="onnx | pt2 | mar")
     p.add_argument("--out", required=True, help="output folder (onnx, pt2) or .mar file / model-store folder (mar)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
@@ -29,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="onnx / pt2 (and mar with a graph backend): fp32, or fp16 for the synthesis graph in float16 "
                         "(the mapping stays fp32); mar with --backend eager: any, run by the handler as "
-                        "`ganserve serve --precision` (default: fp32)")
+                        "`ganserve serve --precision` (default: fp32)")  # fmt: skip
     p.add_argument("--fp16", action="store_true", help="the same as --precision fp16")
     p.add_argument("--backend", default=None, help="mar only: what the archive runs: eager | onnx | pt2")
     p.add_argument("--force", action="store_true", help="replace an existing output")
@@ -67,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from ganserve.export import FORMATS, ExportError, export_graphs
     from ganserve.export.bundle import check_output
 
+    if (args.model is None) == (args.model_arg is None):
+        raise ExportError("give the model once: --model NAME|PATH (or the positional MODEL)")
+    args.model = args.model or args.model_arg
     if args.format not in FORMATS:
         raise ExportError(f"unknown format '{args.format}' (formats: {', '.join(FORMATS)})")
     if args.fp16 and args.precision == "fp32":

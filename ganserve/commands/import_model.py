@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="its format (auto recognises the layout and says what it found)")  # fmt: skip
     p.add_argument("--name", default=None, help="model name (default: the file's stem)")
     p.add_argument("--out", default=None, help="output .safetensors (default: checkpoints/NAME.safetensors)")
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="dtype of the written tensors")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
 

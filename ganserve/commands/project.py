@@ -1,4 +1,4 @@
-"""ganserve project --model M --image FILE [--steps 500] [--w-plus] [--out-dir DIR]: find the w of a real image.
+"""ganserve project --model M --image FILE [--steps 500] [--w-plus] [--out DIR]: find the w of a real image.
 
 Writes w.npy (what the ``w`` request field and ``ganserve sample --w`` take), the reconstruction as a PNG carrying its
 parameters (the latent's id among them), and prints the PSNR; the w is also kept in the latent store under its id.
@@ -10,19 +10,20 @@ import argparse
 import json
 from pathlib import Path
 
-from ganserve.commands import CommandError
+from ganserve.commands import CommandError, int_in
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("project", help="project a real image into a model's W space (StyleGAN2-ADA's projector)")
     p.add_argument("--model", required=True, help="model name or checkpoint path")
     p.add_argument("--image", required=True, help="PNG or JPEG, square; resized to the model's resolution")
-    p.add_argument("--steps", type=int, default=500, help="optimisation steps")
+    p.add_argument("--steps", type=int_in(1, 100_000), default=500, metavar="N", help="optimisation steps")
     p.add_argument("--w-plus", action="store_true", help="one w per layer (W+) instead of one w for all")
     p.add_argument("--seed", type=int, default=0, help="seeds the optimiser's jitter: same seed, same w")
-    p.add_argument("--out-dir", default="projection", help="w.npy and reconstruction.png go here")
-    p.add_argument("--force", action="store_true", help="overwrite existing files in --out-dir")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", "--out-dir", dest="out_dir", default="projection", metavar="DIR",
+                   help="w.npy and reconstruction.png go here (--out-dir: the old spelling)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite existing files in --out")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
     return p
 
 
@@ -35,8 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from ganserve.images import ImageDecodeError, decode_image, encode_png
     from ganserve.projection import project
 
-    if not 1 <= args.steps <= 100_000:
-        raise CommandError(f"--steps must be in [1, 100000], got {args.steps}")
     out = Path(args.out_dir)
     files = [out / "w.npy", out / "reconstruction.png"]
     if not args.force and any(f.exists() for f in files):

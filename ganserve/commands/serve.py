@@ -22,10 +22,11 @@ FRONTEND_MB = 1024  # the JVM (512 MB heap) and this process
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "serve", help="serve models over HTTP with TorchServe", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "serve", help="serve models over HTTP with TorchServe",
         description="Serve checkpoints with a real TorchServe on loopback, token authorisation on.",
     )  # fmt: skip
-    p.add_argument("--models", default=None, help="comma-separated model names or checkpoint paths (default: all)")
+    p.add_argument("--models", "--model", dest="models", default=None, metavar="NAME,NAME",
+                   help="comma-separated model names or checkpoint paths (default: all)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address of the inference, management and gRPC endpoints "
                    "(the metrics endpoint has no authentication and stays on 127.0.0.1)")  # fmt: skip
     p.add_argument("--port", type=int, default=8080, help="inference port")
@@ -48,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="eager", help="generator backend (eager, or onnx / pt2 when exported)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="inference precision of the eager backend, as `ganserve sample --precision` (recorded in "
-                        "each PNG's parameters); graph backends run as exported (ganserve export --precision)")
+                        "each PNG's parameters); graph backends run as exported "
+                        "(ganserve export --precision)")  # fmt: skip
     p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="worker device type (default: TorchServe's)")
     p.add_argument("--workdir", default="model_server", help="model store, config, logs and the key file go here")
     p.add_argument("--no-auth", action="store_true", help="turn token authorisation off (local development only)")

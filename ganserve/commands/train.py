@@ -1,4 +1,4 @@
-"""ganserve train FAMILY --data fashion-mnist|FOLDER --resolution R [common options] [the family's options]
+"""ganserve train FAMILY --data fashion-mnist|FOLDER --resolution R --out DIR [common options] [the family's options]
 
 One subcommand per trainable family: the common options (data, steps, batch, EMA, snapshots, export, resume) come
 from the loop, the rest from the family's training-step ``Options`` dataclass (``ganserve train biggan --help``).
@@ -18,21 +18,26 @@ from ganserve.families import family_names, get_family
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' (Debian dataset-fashion-mnist) or a folder")
-    p.add_argument("--resolution", type=int, default=32)
-    p.add_argument("--out-dir", required=True, help="run directory: state, sample grids, log")
+    p.add_argument("--resolution", type=int, default=32, help="image size in pixels (a power of two)")
+    p.add_argument("--out", "--out-dir", dest="out_dir", required=True, metavar="DIR",
+                   help="run directory: state, sample grids, log (--out-dir: the old spelling)")  # fmt: skip
     p.add_argument("--steps", type=int, default=10_000, help="total optimisation steps (a resumed run stops here too)")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32, metavar="N",
+                   help="images per optimisation step, over all processes (--batch: the old spelling)")  # fmt: skip
     p.add_argument("--ema-kimg", type=float, default=None, help="G EMA half-life in kimg (default: the family's)")
     p.add_argument("--ema-rampup", type=float, default=0.05, help="EMA ramp-up ratio (negative: none)")
     p.add_argument("--mirror", action="store_true", help="random horizontal flips")
     p.add_argument("--cond", action="store_true", help="class-conditional (needs labelled data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights, the data order and the augmentations")
     p.add_argument("--snap", type=int, default=500, help="steps between grids, state saves and exports")
     p.add_argument("--export", default=None, help="write the EMA generator checkpoint here at every snapshot")
-    p.add_argument("--export-dtype", choices=["float16", "float32"], default="float16")
-    p.add_argument("--model", default="{}", help="config overrides as JSON, e.g. '{\"channel_max\": 256}'")
+    p.add_argument("--export-dtype", choices=["float16", "float32"], default="float16",
+                   help="dtype of the tensors --export writes")  # fmt: skip
+    p.add_argument("--config", "--model", dest="model", default="{}", metavar="JSON",
+                   help="model config overrides as JSON, e.g. '{\"channel_max\": 256}' "
+                        "(--model: the old spelling)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the run directory's saved state")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda; under torchrun each rank takes its own GPU")
     p.add_argument("--amp", choices=["bf16"], default=None, help="mixed-precision training step (bf16 autocast)")
 
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and trainer.resume():
         print(f"resumed {trainer.state_path} at step {trainer.step}")
     elif trainer.state_path.exists():
-        raise ValueError(f"{trainer.state_path} exists: pass --resume to continue it, or choose another --out-dir")
+        raise ValueError(f"{trainer.state_path} exists: pass --resume to continue it, or choose another --out")
     from ganserve.train import distributed
 
     trainer.run()

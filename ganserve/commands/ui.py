@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="with --local: torch device")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="with --local: inference precision")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port the UI listens on")
     p.add_argument(
         "--auth-file",
         default=None,
