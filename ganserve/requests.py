@@ -20,6 +20,21 @@ DEFAULT_MAX_IMAGES = 64
 # "0-99999,0-99999,..." must be refused by counting, before anything is expanded.
 MAX_SEEDS = 100_000
 LAYER_GROUPS = ("coarse", "middle", "fine")
+# The StyleGAN papers' groups as [start, stop) of ws: coarse = 4^2-8^2, middle = 16^2-32^2, fine = 64^2 and up.
+LAYER_GROUP_RANGES = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}
+
+
+def layer_groups(num_ws: int) -> dict[str, list[int]]:
+    """The named groups a model with ``num_ws`` ws has, as inclusive [first, last] (empty groups left out)."""
+    out = {}
+    for name in LAYER_GROUPS:
+        lo, hi = LAYER_GROUP_RANGES[name]
+        hi = num_ws if hi is None else min(hi, num_ws)
+        if lo < hi:
+            out[name] = [lo, hi - 1]
+    return out
+
+
 FORMATS = ("png", "jpeg", "npy", "json")
 
 _RANGE = re.compile(r"([0-9]+)\s*-\s*([0-9]+)", re.ASCII)

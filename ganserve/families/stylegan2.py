@@ -19,13 +19,9 @@ from ganserve import directions, jobs, latents_store
 from ganserve.families import Family, Part, Sampler
 from ganserve.images import MAX_IMAGE_BYTES, ImageDecodeError, decode_image
 from ganserve.latents import normal_from_seed, slerp, steps
-from ganserve.requests import LAYER_GROUPS, ClassField, Edit, LatentRequest, RequestError, StyleMix, finite_float
+from ganserve.requests import ClassField, Edit, LatentRequest, RequestError, StyleMix, finite_float, layer_groups
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
 from ganserve.surface import StyleModel, latent_directions
-
-# Index ranges of the named style-mixing groups, in the StyleGAN papers' numbering: coarse = 4^2-8^2,
-# middle = 16^2-32^2, fine = 64^2 and up; [start, stop) clipped to the model's number of ws.
-LAYER_GROUP_RANGES = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}
 
 
 class StyleRequest(LatentRequest, ClassField):
@@ -92,17 +88,6 @@ class StyleRequest(LatentRequest, ClassField):
 
     def default_cols(self) -> int:
         return len(self.style_mix.seeds) if self.style_mix else super().default_cols()
-
-
-def layer_groups(num_ws: int) -> dict[str, list[int]]:
-    """The named groups a model with ``num_ws`` ws has, as inclusive [first, last] (empty groups left out)."""
-    out = {}
-    for name in LAYER_GROUPS:
-        lo, hi = LAYER_GROUP_RANGES[name]
-        hi = num_ws if hi is None else min(hi, num_ws)
-        if lo < hi:
-            out[name] = [lo, hi - 1]
-    return out
 
 
 def layer_span(layers: list[int] | str, num_ws: int, field_name: str) -> tuple[int, int]:

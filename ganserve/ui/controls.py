@@ -10,22 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ganserve.requests import layer_groups
 from ganserve.ui.backend import ModelInfo
 
 LAYER_PRESETS = ("coarse", "middle", "fine", "custom")
-# The StyleGAN papers' groups as [start, stop) of ws: coarse 4^2-8^2, middle 16^2-32^2, fine 64^2 and up.
-_PAPER_GROUPS = {"coarse": (0, 4), "middle": (4, 8), "fine": (8, None)}
 
 
 def default_layer_groups(num_ws: int) -> dict[str, list[int]]:
     """Named groups that hold layers in a model with ``num_ws`` ws, as inclusive [first, last] (for descriptions
     that do not list ``layer_groups``)."""
-    out = {}
-    for name, (lo, hi) in _PAPER_GROUPS.items():
-        hi = num_ws if hi is None else min(hi, num_ws)
-        if lo < hi:
-            out[name] = [lo, hi - 1]
-    return out
+    return layer_groups(num_ws)
 
 
 @dataclass(frozen=True)

@@ -137,17 +137,13 @@ def _error(resp: Any) -> BackendError:
         data = resp.json()
     except ValueError:
         data = None
-    # TorchServe answers a missing or wrong token with 400 {"type": "InvalidKeyException", "message": "Token ..."}.
-    token_refused = isinstance(data, dict) and (
-        "InvalidKey" in str(data.get("type", "")) or "Token Authorization failed" in str(data.get("message", ""))
-    )
-    if resp.status_code in (401, 403) or token_refused:
+    from ganserve.serving.client import token_refused, worth_retrying
+
+    if resp.status_code in (401, 403) or token_refused(resp):
         return BackendError(
             f"the server refused the request ({resp.status_code}, token authorisation): check the key file "
             "(`ganserve serve` prints its path; --key-file)"
         )
-    from ganserve.serving.client import worth_retrying
-
     if worth_retrying(resp):  # still so after the client's retry
         what = "its queue for this model is full" if resp.status_code == 503 else "the worker serving it stopped"
         return BackendError(f"the server is busy ({resp.status_code}: {what}); try again in a moment")
