@@ -252,7 +252,8 @@ def test_every_option_has_help_and_its_default_shown():
                 missing.append(f"{name} {'/'.join(a.option_strings) or a.dest}")
                 continue
             shown = fmt._get_help_string(a) % {**vars(a), "prog": p.prog}
-            if a.default not in (None, False, argparse.SUPPRESS, []) and "default" not in shown:
+            absent = a.default is None or a.default is False or a.default is argparse.SUPPRESS or a.default == []
+            if not absent and "default" not in shown:
                 no_default.append(f"{name} {'/'.join(a.option_strings)}")
     assert not missing and not no_default, (missing, no_default)
 

@@ -11,12 +11,18 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
+def _no_default(value: object) -> bool:
+    """None, False, SUPPRESS or an empty list: nothing worth showing (0 and 0.0 are shown; ``0 in (False,)`` is true,
+    hence the identity checks)."""
+    return value is None or value is False or value is argparse.SUPPRESS or value == []
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help ends with its default, unless it has none (None, False) or the text already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+        if "default" in text or _no_default(action.default):
             return text
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return text + " (default: %(default)s)"
