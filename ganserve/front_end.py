@@ -175,17 +175,15 @@ SHARED: dict[str, FrontEnd] = {
     "edits": FrontEnd(flag="--edit", metavar="K:AMOUNT[:LAYERS]", help="move w along semantic direction K by AMOUNT "
                       "stds (on LAYERS: A-B or a group); repeatable", group="style", widget="slider", parse=edit,
                       repeat=True, example="0:1.5"),
-    "edits.method": FrontEnd(flag="--edit-method", help="how the --edit directions were found: sefa or pca "
-                             "(default: sefa)", group="style", requires=("edits",), example="pca"),
+    "edits.method": FrontEnd(flag="--edit-method", help="how the --edit directions were found: sefa or pca",
+                             group="style", requires=("edits",), example="pca"),
     "w": FrontEnd(metavar="FILE.npy|ID", help="start from a latent (ganserve project's w.npy, or its id) instead of "
                   "seeds", group="latents", widget="file", file="base64-or-text"),
     "project": FrontEnd(metavar="IMAGE", help="project this PNG/JPEG into W and render its w (instead of seeds)",
                         group="latents", widget="image", file="base64"),
-    "project_steps": FrontEnd(metavar="N", help="optimisation steps of --project (default: 300)", group="latents",
+    "project_steps": FrontEnd(metavar="N", help="optimisation steps of --project", group="latents",
                               widget="number", requires=("project",), example="20"),
-    "attention": FrontEnd(metavar="Y,X", help="the self-attention map of pixel [Y, X] instead of the image (SAGAN)",
-                          group="attention", widget="image", parse=pixel, example="4,5"),
-    "temperature": FrontEnd(metavar="T", help="prior sampling temperature (default: 1.0)", group="prior",
+    "temperature": FrontEnd(metavar="T", help="prior sampling temperature", group="prior",
                             widget="slider", example="0.9"),
     "top_k": FrontEnd(metavar="K", help="sample among the K most likely codes", group="prior", widget="number",
                       example="5"),

@@ -9,7 +9,7 @@ classes, class lists and class/seed interpolation are ``ganserve.families.condit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
@@ -17,6 +17,7 @@ from torch import nn
 
 from ganserve.families import Family, Part, Sampler
 from ganserve.families.conditional import CLASS_FROM_SEED, ConditionalRequest, plan_class_rows
+from ganserve.front_end import FrontEnd, pixel
 from ganserve.latents import normal_from_seed
 from ganserve.requests import RequestError, Strict
 from ganserve.sampling import Plan, model_device, model_name
@@ -30,7 +31,12 @@ class AttentionQuery(Strict):
 
 
 class SAGANRequest(ConditionalRequest):
-    attention: AttentionQuery | None = None
+    # The declaration every front end reads: ganserve sample --attention Y,X (ganserve.front_end).
+    attention: Annotated[
+        AttentionQuery | None,
+        FrontEnd(metavar="Y,X", help="the self-attention map of pixel [Y, X] instead of the image", group="attention",
+                 widget="image", parse=pixel, example="4,5"),
+    ] = None  # fmt: skip
 
 
 class SAGANSampler(Sampler):
