@@ -76,6 +76,23 @@ def test_scratch_dir_holds_gradio_files_and_goes_away():
     assert os.environ.get("GRADIO_TEMP_DIR") == before and Path(tempfile.mkdtemp()).parent != root
 
 
+def test_scratch_dir_in_a_thread_leaves_signals_alone():
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list = []
+
+    def body() -> None:
+        with scratch_dir() as root:
+            seen.append((root, signal.getsignal(signal.SIGTERM)))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    ((root, during),) = seen
+    assert during is before and not root.exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"ganserve ui: {backend.label}" + (f" (keys: {key})" if key else "") +
               f" -> http://{args.host}:{args.port}" + (f" (login: {len(users)} user(s))" if users else ""),
               file=sys.stderr)  # fmt: skip
+        if users is None and key:
+            print(f"ganserve ui: note: the page uses the server's key ({key}) for whoever can reach it, without a "
+                  f"key of their own; --auth-file or ${AUTH_ENV} asks them for a login", file=sys.stderr)  # fmt: skip
         if users is None and args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"ganserve ui: warning: {args.host} is reachable from other machines and there is no login: anyone "
                   f"who reaches it gets inference (use --auth-file or ${AUTH_ENV})", file=sys.stderr)  # fmt: skip

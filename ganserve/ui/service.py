@@ -21,6 +21,7 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,11 +113,14 @@ def scratch_dir() -> Iterator[Path]:
     def on_sigterm(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    # Only the main thread may set handlers (an embedding app that runs the UI in a thread keeps its own).
+    main = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, on_sigterm) if main else None
     try:
         yield root
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        if main:
+            signal.signal(signal.SIGTERM, previous_handler)
         tempfile.tempdir = previous_tempdir
         if previous_env is None:
             os.environ.pop("GRADIO_TEMP_DIR", None)
