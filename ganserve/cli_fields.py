@@ -100,12 +100,13 @@ class FieldAction(argparse.Action):
         setattr(ns, self.dest, values)
 
 
-def _help(cf: CliField, all_families: list[str]) -> str:
+def _help(cf: CliField, all_families: list[str], flags: dict[str, str]) -> str:
     text = cf.field.help or cf.path.replace("_", " ")
     hint = cf.field.hint
     shown = {repr(d) for d in cf.defaults if d is not None and d is not False}
     if hint.cli_default is not None:
-        text += f" (default: {hint.cli_default})"
+        unless = [flags[p] for p in hint.excludes if p in flags]
+        text += f" (default: {hint.cli_default}" + (f"; none with {', '.join(unless)})" if unless else ")")
     elif len(shown) == 1 and "default" not in text and len(set(map(repr, cf.defaults))) == 1:
         text += f" (default: {cf.defaults[0]})"
     if set(cf.families) != set(all_families):
@@ -119,6 +120,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, families: Sequence[st
 
     fields = collect(families)
     all_families = list(families or family_names())
+    flags = {cf.path: cf.flag for cf in fields}
     groups: dict[str, argparse._ArgumentGroup] = {}
     for group in [*GROUPS, *(cf.field.hint.group for cf in fields)]:
         if group not in groups and any(cf.field.hint.group == group and not cf.field.hint.via for cf in fields):
@@ -136,7 +138,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, families: Sequence[st
             kwargs["choices"] = cf.choices
             kwargs.pop("metavar")
         group.add_argument(*cf.field.flags, dest=cf.dest, action=FieldAction, cli_field=cf, default=None,
-                           help=_help(cf, all_families), **kwargs)  # fmt: skip
+                           help=_help(cf, all_families, flags), **kwargs)  # fmt: skip
     return fields
 
 

@@ -285,3 +285,12 @@ def test_export_takes_model_as_a_flag_or_the_old_positional(cli):
     assert rc == 2 and "give the model once" in err
     rc, _, err = cli("export", "--format", "onnx", "--out", "o")
     assert rc == 2 and "give the model once" in err
+
+
+def test_seeds_default_to_a_grid_unless_another_source_of_latents_is_given(tmp_path):
+    parser = _sample_parser()
+    w = _files(tmp_path)["base64-or-text"]
+    assert sample_cmd.build_request(parser.parse_args(["--psi", "0.5"]))["seeds"] == "0-15"
+    assert "seeds" not in sample_cmd.build_request(parser.parse_args(["--w", str(w)]))
+    assert "seeds" not in sample_cmd.build_request(parser.parse_args(["--image", str(w)]))
+    assert "none with --w, --project, --image" in parser.format_help()
