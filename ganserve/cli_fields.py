@@ -247,9 +247,13 @@ def flag_for(field_path: str, fields: list[CliField], args: argparse.Namespace) 
     return typed_flag(args, best)
 
 
-def unused_flags(args: argparse.Namespace, fields: list[CliField], family: str) -> list[str]:
-    """Flags given that ``family``'s requests do not take (refused by name before sampling)."""
-    return [typed_flag(args, cf) for cf in given(args, fields) if family not in cf.families]
-
-
-__all__ = ["CliField", "add_request_arguments", "collect", "convert", "flag_for", "request_from_args", "unused_flags"]
+__all__ = [
+    "CliField",
+    "add_request_arguments",
+    "collect",
+    "convert",
+    "flag_for",
+    "given",
+    "request_from_args",
+    "typed_flag",
+]
