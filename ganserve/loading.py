@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from ganserve.checkpoint import CheckpointError, check_state_shapes, read_metadata, read_tensors, save_tensors
+from ganserve.config_checks import check_config, check_finite
 from ganserve.families import Part, get_family
 from ganserve.precision import set_precision
+from ganserve.skeleton import build_on_meta
 
 ENV_VAR = "GANSERVE_CHECKPOINTS"
 
@@ -80,16 +82,20 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 def _build(path: Path, family: str, spec: Part, config: dict[str, Any], tensors: dict[str, torch.Tensor],
            part: str = "") -> nn.Module:  # fmt: skip
     """Build one module from its config, checking the tensors against a meta-device skeleton first."""
+    what = f"{family} config" + (f" of part '{part}'" if part else "")
     try:
-        cfg = spec.make_config(config)
-        with torch.device("meta"):
-            skeleton = spec.build(cfg)
-    except (TypeError, ValueError, OverflowError) as e:
-        what = f"{family} config" + (f" of part '{part}'" if part else "")
+        cfg = spec.make_config(config)  # the family's own field checks first: their messages are the most specific
+    except (TypeError, ValueError, ArithmeticError) as e:
         raise CheckpointError(path, f"invalid {what} ({e})") from None
-    expected = skeleton.state_dict()
-    check_state_shapes(path, expected, tensors, part)
+    check_config(path, config, part)
+    try:
+        skeleton = build_on_meta(lambda: spec.build(cfg))
+    except (TypeError, ValueError, ArithmeticError, RuntimeError, IndexError, KeyError) as e:
+        # e.g. a size the family derives from the config (channel_base // resolution) coming out as zero
+        raise CheckpointError(path, f"invalid {what}: building it fails ({type(e).__name__}: {e})") from None
+    check_state_shapes(path, skeleton.state_dict(), tensors, part)
     module = spec.build(cfg)
+    expected = module.state_dict()  # dtypes from the real module: the skeleton is trusted for names and shapes only
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return module
 
@@ -117,6 +123,7 @@ def load(
         raise CheckpointError(path, f"holds a {meta['kind']}, not a model")
     if family is not None and meta["family"] != family:
         raise CheckpointError(path, f"wrong family: expected '{family}', the file holds '{meta['family']}'")
+    check_finite(path, tensors)
     try:
         fam = get_family(meta["family"])
     except KeyError as e:
