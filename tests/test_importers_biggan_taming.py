@@ -234,14 +234,18 @@ def test_taming_first_stage_round_trip(tmp_path, vqgan_family):
     G = tiny_vqgan(3)
     src = lightning_ckpt(taming_first_stage(G), tmp_path / "vqgan" / "last.ckpt")
     assert detect(src, read_source(src)) == "taming"
-    imported, meta = import_checkpoint(src, tmp_path / "vq.safetensors")
+    # no project config and no transformer: nothing in a convolutional first stage says its resolution
+    with pytest.raises(ImportError_, match="pass --resolution"):
+        import_checkpoint(src, tmp_path / "vq.safetensors")
+    assert not (tmp_path / "vq.safetensors").exists()
+    imported, meta = import_checkpoint(src, tmp_path / "vq.safetensors", resolution=16)
     fs = meta["parts"]["first_stage"]["config"]
-    # no project config: a 16x16 code grid assumed (32 px), attention where the tensors have it (level 1: 16 px)
+    # attention where the tensors have it (level 1: 8 px at 16 px)
     assert {k: fs[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels", "embed_dim", "n_embed")} == {
         k: VQ[k] for k in ("ch", "ch_mult", "num_res_blocks", "z_channels", "embed_dim", "n_embed")
     }
-    assert fs["resolution"] == 32 and fs["attn_resolutions"] == [16]
-    assert any("16x16 code grid" in n for n in imported.notes) and any("untrained" in n for n in imported.notes)
+    assert fs["resolution"] == 16 and fs["attn_resolutions"] == [8]
+    assert "resolution 16 from --resolution" in imported.notes and any("untrained" in n for n in imported.notes)
     assert "loss.discriminator.main.0.weight" in imported.unused
     ours = ganserve.load(tmp_path / "vq.safetensors")
     for k, v in G.first_stage.state_dict().items():
@@ -301,7 +305,7 @@ def test_taming_refusals(tmp_path, vqgan_family):
     del missing["decoder.up.1.block.0.conv2.bias"]
     src = lightning_ckpt(missing, tmp_path / "m.ckpt")
     with pytest.raises(ImportError_, match=r"missing tensors \['first_stage.decoder.up.1.block.0.conv2.bias'\]"):
-        import_checkpoint(src, tmp_path / "m.safetensors")
+        import_checkpoint(src, tmp_path / "m.safetensors", resolution=16)
     no_quant = {k: v for k, v in sd.items() if k != "quant_conv.weight"}
     with pytest.raises(ImportError_, match=r"lacks quant_conv\.weight"):
         import_checkpoint(lightning_ckpt(no_quant, tmp_path / "q.ckpt"), tmp_path / "q.safetensors", source="taming")
@@ -339,13 +343,13 @@ def test_cli_import_reports_biggan_and_taming(tmp_path, capsys):
     assert "mapped 410 tensors; left unused 0" in printed and "note: config from config.json" in printed
     src = lightning_ckpt(taming_first_stage(tiny_vqgan(9)), tmp_path / "vq" / "last.ckpt")
     out = tmp_path / "vq.safetensors"
-    code = main(["import", str(src), "--from", "taming", "--out", str(out)])
+    code = main(["import", str(src), "--from", "taming", "--resolution", "16", "--out", str(out)])
     printed = capsys.readouterr()
     if "vqgan" not in families.BUILTIN:  # until the VQ-GAN family lands, the import says so and writes nothing
         assert code == 2 and "family 'vqgan' is not available" in printed.err and not out.exists()
         return
     assert code == 0, printed.err
-    assert "found: taming checkpoint -> vqgan at 32 px" in printed.out and "codes 64" in printed.out
+    assert "found: taming checkpoint -> vqgan at 16 px" in printed.out and "codes 64" in printed.out
     assert "left unused 2: loss.discriminator.main.0.weight" in printed.out and "note: no transformer" in printed.out
 
 

@@ -1,4 +1,5 @@
-"""ganserve import FILE --from sg2-ada|rosinality|hf-biggan|taming|auto [--name NAME] [--out OUT.safetensors]
+"""ganserve import FILE|FOLDER --from sg2-ada|rosinality|hf-biggan|taming|auto [--name NAME] [--out OUT.safetensors]
+[--resolution PX]
 
 Converts an official release checkpoint into ganserve's format without running any code from it, prints what it
 found, what it mapped and what it left unused, and refuses when a tensor the model needs is missing.
@@ -24,11 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import an official checkpoint (StyleGAN2-ADA .pkl, rosinality .pt, "
                        "pytorch-pretrained-BigGAN .bin, taming .ckpt) safely")  # fmt: skip
-    p.add_argument("file", help="the release checkpoint")
+    p.add_argument("file", help="the release checkpoint (or its release folder, e.g. pytorch-pretrained-BigGAN's)")
     p.add_argument("--from", dest="source", default="auto", choices=["auto", *IMPORTERS],
                    help="its format (auto recognises the layout and says what it found)")  # fmt: skip
     p.add_argument("--name", default=None, help="model name (default: the file's stem)")
     p.add_argument("--out", default=None, help="output .safetensors (default: checkpoints/NAME.safetensors)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image size in px, for files that do not say it (a taming first stage without its .yaml); "
+                   "checked against the file otherwise")  # fmt: skip
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="dtype of the written tensors")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
@@ -39,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ganserve.importers import ImportError_, import_checkpoint
 
+    res = args.resolution
+    if res is not None and (res < 4 or res > 4096 or res & (res - 1)):
+        raise CommandError(f"--resolution must be a power of two in [4, 4096], got {res}")
     name = args.name or Path(args.file).stem
     out = Path(args.out or Path("checkpoints") / f"{name}.safetensors")
     if out.suffix != ".safetensors":
@@ -48,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     command = shlex.join(["ganserve", "import", *sys.argv[2:]]) if sys.argv[1:2] == ["import"] else ""
     try:
         imported, meta = import_checkpoint(args.file, out, source=args.source, name=name, command=command,
-                                           dtype=getattr(torch, args.dtype))  # fmt: skip
+                                           dtype=getattr(torch, args.dtype), resolution=res)  # fmt: skip
     except ImportError_ as e:
         raise CommandError(str(e)) from None
     cfg = imported.config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ IMPORTERS = {
     "taming": "ganserve.importers.taming",
 }
 MAX_SOURCE_BYTES = 4 << 30
+# A release folder given instead of its weights file: where the file sits in each release's layout.
+FOLDER_LAYOUTS = ("pytorch_model.bin", "checkpoints/last.ckpt", "last.ckpt")
 
 
 class ImportError_(ValueError):
@@ -48,13 +51,34 @@ def _module(name: str) -> Any:
     return importlib.import_module(IMPORTERS[name])
 
 
-def read_source(path: str | os.PathLike) -> bytes:
+def source_file(path: str | os.PathLike) -> Path:
+    """The weights file itself, also when given the release's folder (pytorch-pretrained-BigGAN's folder of
+    pytorch_model.bin + config.json, a taming log folder)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        found = next((path / f for f in FOLDER_LAYOUTS if (path / f).is_file()), None)
+        if found is None:
+            raise ImportError_(f"{path}: a folder without a release checkpoint in it (looked for "
+                               f"{', '.join(FOLDER_LAYOUTS)}); pass the checkpoint file")  # fmt: skip
+        return found
+    if not path.exists():
         raise ImportError_(f"{path}: file not found")
-    if path.stat().st_size > MAX_SOURCE_BYTES:
+    if not path.is_file():
+        raise ImportError_(f"{path}: not a regular file")
+    return path
+
+
+def read_source(path: str | os.PathLike) -> bytes:
+    path = source_file(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ImportError_(f"{path}: the file is empty (0 bytes)")
+    if size > MAX_SOURCE_BYTES:
         raise ImportError_(f"{path}: over {MAX_SOURCE_BYTES} bytes")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ImportError_(f"{path}: unreadable ({e.strerror or e})") from None
 
 
 def load_torch_file(path: str | os.PathLike, data: bytes, *, allowed: tuple[Any, ...] = (),
@@ -65,7 +89,8 @@ def load_torch_file(path: str | os.PathLike, data: bytes, *, allowed: tuple[Any,
     try:
         return torch_load(data, allowed=allowed, inert_modules=inert_modules)
     except Exception as e:  # weights_only refuses code; report what it said, never run it
-        raise ImportError_(f"{path}: not a loadable weights-only torch file ({str(e).splitlines()[0][:200]})") from None
+        said = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ImportError_(f"{path}: not a loadable weights-only torch file ({said})") from None
 
 
 def take_tensors(path: str | os.PathLike, src: dict[str, torch.Tensor], what: str):
@@ -89,12 +114,24 @@ def detect(path: str | os.PathLike, data: bytes) -> str:
     raise ImportError_(f"{path}: not a file of any known release format ({', '.join(IMPORTERS)})")
 
 
-def read(path: str | os.PathLike, source: str = "auto") -> tuple[Imported, str]:
-    """Read ``path`` as ``source`` (or detect it): the imported model and the file's sha256."""
+def read(path: str | os.PathLike, source: str = "auto", *, resolution: int | None = None) -> tuple[Imported, str]:
+    """Read ``path`` (a file, or a release folder) as ``source`` (or detect it): the imported model and the file's
+    sha256. ``resolution``: the image size, for formats whose files do not say it (else checked against the file)."""
+    path = source_file(path)
     data = read_source(path)
     if source == "auto":
         source = detect(path, data)
-    imported = _module(source).read(path, data)
+    module = _module(source)
+    takes_resolution = "resolution" in inspect.signature(module.read).parameters
+    try:
+        imported = module.read(path, data, resolution=resolution) if takes_resolution else module.read(path, data)
+    except ImportError_:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:  # a layout no check anticipated
+        raise ImportError_(f"{path}: not a usable {source} checkpoint ({type(e).__name__}: {e})") from None
+    found = imported.config.get("resolution")
+    if resolution is not None and found != resolution:
+        raise ImportError_(f"{path}: --resolution {resolution} contradicts the file, which is {found} px")
     imported.source_format = source
     return imported, hashlib.sha256(data).hexdigest()
 
@@ -107,23 +144,33 @@ def import_checkpoint(
     name: str | None = None,
     command: str = "",
     dtype: torch.dtype = torch.float32,
+    resolution: int | None = None,
 ) -> tuple[Imported, dict[str, Any]]:
-    """Import ``path`` and write ``out`` (a ganserve checkpoint); returns what was imported and the metadata."""
+    """Import ``path`` and write ``out`` (a ganserve checkpoint); returns what was imported and the metadata.
+    The config and tensors pass the checks ``ganserve.load`` makes, so a written file always loads."""
     from ganserve.checkpoint import CheckpointError, check_state_shapes
+    from ganserve.config_checks import check_config, check_finite
     from ganserve.families import get_family
     from ganserve.loading import save_generator
+    from ganserve.skeleton import build_on_meta
 
-    imported, sha = read(path, source)
+    path = source_file(path)
+    imported, sha = read(path, source, resolution=resolution)
     fam = get_family(imported.family)
     try:
         config = fam.make_config(imported.config)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ArithmeticError) as e:
         raise ImportError_(f"{path}: the inferred {imported.family} config is not supported ({e})") from None
-    model = fam.make_generator(config)
     try:
-        check_state_shapes(path, model.state_dict(), imported.tensors)
+        check_config(path, imported.config)
+        check_finite(path, imported.tensors)
+        skeleton = build_on_meta(lambda: fam.make_generator(config))  # shapes first, memory after
+        check_state_shapes(path, skeleton.state_dict(), imported.tensors)
     except CheckpointError as e:
         raise ImportError_(f"{path}: {e.problem}") from None
+    except (TypeError, ValueError, ArithmeticError, RuntimeError, IndexError, KeyError) as e:
+        raise ImportError_(f"{path}: the inferred {imported.family} config cannot be built ({e})") from None
+    model = fam.make_generator(config)
     model.load_state_dict(imported.tensors)
     model.name = name or Path(out).stem
     meta = save_generator(

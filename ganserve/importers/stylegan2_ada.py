@@ -24,32 +24,68 @@ def detect(path: str | os.PathLike, data: bytes) -> bool:
     )
 
 
+_REQUIRED = object()
+
+
+def _kwargs(value: Any, where: str, path: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ImportError_(f"{path}: G_ema's {where} is a {type(value).__name__}, not the constructor's keyword "
+                           "arguments (a dict)")  # fmt: skip
+    return value
+
+
+def _number(kw: dict[str, Any], key: str, where: str, path: Any, kind: type = int, default: Any = _REQUIRED) -> Any:
+    """``kw[key]`` as ``kind``, or ImportError_ naming the key (missing, or not a number)."""
+    if key not in kw:
+        if default is _REQUIRED:
+            raise ImportError_(f"{path}: G_ema's {where} lacks '{key}'")
+        return default
+    value = kw[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or value == int(value))
+    if not ok:
+        raise ImportError_(f"{path}: G_ema's {where}['{key}'] must be {'an integer' if kind is int else 'a number'}, "
+                           f"got {value!r}")  # fmt: skip
+    return kind(value)
+
+
 def _config(G: PersistentObject, path: Any) -> dict[str, Any]:
-    kw = G.init_kwargs
-    mapping, synthesis = dict(kw.get("mapping_kwargs") or {}), dict(kw.get("synthesis_kwargs") or {})
+    kw = _kwargs(G.state.get("_init_kwargs"), "_init_kwargs", path)
+    mapping = _kwargs(kw.get("mapping_kwargs"), "mapping_kwargs", path)
+    synthesis = _kwargs(kw.get("synthesis_kwargs"), "synthesis_kwargs", path)
     if synthesis.get("architecture", "skip") != "skip":
         raise ImportError_(f"{path}: the '{synthesis['architecture']}' generator architecture is not supported "
                            "(ganserve's StyleGAN2 is the skip generator, the official default)")  # fmt: skip
-    w_dim = int(kw["w_dim"])
+    top, m, s = "_init_kwargs", "mapping_kwargs", "synthesis_kwargs"
+    w_dim = _number(kw, "w_dim", top, path)
     for key in ("layer_features", "embed_features"):
         if mapping.get(key) not in (None, w_dim):
             raise ImportError_(f"{path}: mapping {key}={mapping[key]} differs from w_dim={w_dim}: not supported")
     if mapping.get("activation", "lrelu") != "lrelu" or synthesis.get("activation", "lrelu") != "lrelu":
         raise ImportError_(f"{path}: only the lrelu activation is supported")
+    conv_clamp = synthesis.get("conv_clamp")
+    if conv_clamp is not None:
+        conv_clamp = _number(synthesis, "conv_clamp", s, path, float)
+    resample_filter = synthesis.get("resample_filter", [1, 3, 3, 1])
+    if not isinstance(resample_filter, (list, tuple)) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in resample_filter
+    ):
+        raise ImportError_(f"{path}: G_ema's {s}['resample_filter'] must be a list of numbers, got {resample_filter!r}")
     return {
-        "resolution": int(kw["img_resolution"]),
-        "img_channels": int(kw["img_channels"]),
-        "z_dim": int(kw["z_dim"]),
+        "resolution": _number(kw, "img_resolution", top, path),
+        "img_channels": _number(kw, "img_channels", top, path),
+        "z_dim": _number(kw, "z_dim", top, path),
         "w_dim": w_dim,
-        "c_dim": int(kw.get("c_dim", 0)),
-        "mapping_layers": int(mapping.get("num_layers", 8)),
-        "mapping_lr_multiplier": float(mapping.get("lr_multiplier", 0.01)),
-        "w_avg_beta": float(mapping.get("w_avg_beta", 0.995)),
-        "channel_base": int(synthesis.get("channel_base", 32768)),
-        "channel_max": int(synthesis.get("channel_max", 512)),
-        "conv_clamp": synthesis.get("conv_clamp"),
-        "num_fp16_res": int(synthesis.get("num_fp16_res", 0)),
-        "resample_filter": list(synthesis.get("resample_filter", [1, 3, 3, 1])),
+        "c_dim": _number(kw, "c_dim", top, path, default=0),
+        "mapping_layers": _number(mapping, "num_layers", m, path, default=8),
+        "mapping_lr_multiplier": _number(mapping, "lr_multiplier", m, path, float, default=0.01),
+        "w_avg_beta": _number(mapping, "w_avg_beta", m, path, float, default=0.995),
+        "channel_base": _number(synthesis, "channel_base", s, path, default=32768),
+        "channel_max": _number(synthesis, "channel_max", s, path, default=512),
+        "conv_clamp": conv_clamp,
+        "num_fp16_res": _number(synthesis, "num_fp16_res", s, path, default=0),
+        "resample_filter": list(resample_filter),
     }
 
 

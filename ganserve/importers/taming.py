@@ -24,9 +24,10 @@ tensors (depth / segmentation conditioning) and non-identity permuters are refus
 
 What shapes cannot say — the image resolution (only which levels have attention), the head count, whether the prior is
 class-conditional and its sos token — comes from the project's .yaml config when it is beside the file (or in
-``../configs/``, taming's log layout); otherwise the resolution follows from the prior's block size (or from a 16x16
-code grid, as in the f16 releases at 256 px), the head count is minGPT's default 8, the prior is unconditional with sos
-token 0, and each assumption is a note in the output. A first stage without a transformer gets an untrained prior (torch
+``../configs/``, taming's log layout); otherwise the resolution follows from the prior's block size, and for a first
+stage alone (whose convolutions fit any size) it must be given (``--resolution``): it is never guessed. Without a config
+the head count is minGPT's default 8, the prior is unconditional with sos token 0, and each assumption is a note in the
+output. A first stage without a transformer gets an untrained prior (torch
 seed 0), as ganserve's own first-stage checkpoints have: it serves reconstructions and is the first stage for ``ganserve
 train --stage prior --first-stage``.
 """
@@ -188,7 +189,7 @@ def _placeholder_prior(config: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {"prior." + k: v for k, v in prior.state_dict().items()}
 
 
-def read(path: str | os.PathLike, data: bytes) -> Imported:
+def read(path: str | os.PathLike, data: bytes, *, resolution: int | None = None) -> Imported:
     ckpt = load_torch_file(path, data, inert_modules=INERT_MODULES)
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
@@ -218,10 +219,18 @@ def read(path: str | os.PathLike, data: bytes) -> Imported:
             config["resolution"] = side << (levels - 1)
             notes.append(f"resolution {config['resolution']} from the transformer's block size {block} "
                          f"({side}x{side} codes)")  # fmt: skip
+    if not config["resolution"] and resolution is not None:
+        config["resolution"] = resolution
+        notes.append(f"resolution {resolution} from --resolution")
     if not config["resolution"]:
-        config["resolution"] = RELEASE_GRID << (levels - 1)
-        notes.append(f"no project config: a {RELEASE_GRID}x{RELEASE_GRID} code grid (taming's f16 releases), so "
-                     f"{config['resolution']} px")  # fmt: skip
+        # A convolutional first stage works at any size: nothing in its weights says what it was trained at (taming's
+        # f16 releases are 256 px, an f4 model may be 32 px), so ask rather than guess.
+        raise ImportError_(f"{path}: a first stage alone does not say its image resolution, and no project .yaml "
+                           f"was found beside it (or in ../configs): pass --resolution, e.g. --resolution "
+                           f"{RELEASE_GRID << (levels - 1)} for a {RELEASE_GRID}x{RELEASE_GRID} code grid")  # fmt: skip
+    if config["resolution"] >> (levels - 1) << (levels - 1) != config["resolution"]:
+        raise ImportError_(f"{path}: resolution {config['resolution']} is not divisible by the first stage's "
+                           f"downsampling factor {1 << (levels - 1)}")  # fmt: skip
     config["attn_resolutions"] = [config["resolution"] >> i for i in config.pop("attn_levels")]
     code_size = config["resolution"] >> (levels - 1)
     if is_prior:
