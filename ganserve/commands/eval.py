@@ -38,8 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", help="model name or checkpoint path")
     p.add_argument("--n", type=int, default=2000, help="generated images, and as many real ones (default: 2000)")
-    p.add_argument("--metrics", type=_metrics, default=("fid", "kid", "pr", "classifier"),
-                   help="comma-separated: fid,kid,pr,classifier (default: all)")  # fmt: skip
+    from ganserve.eval.evaluate import METRICS
+
+    p.add_argument("--metrics", type=_metrics, default=METRICS,
+                   help=f"comma-separated: {','.join(METRICS)} (default: all)")  # fmt: skip
     p.add_argument("--psi", type=float, default=1.0, help="truncation_psi passed to every request (default: 1.0)")
     p.add_argument("--seed-offset", type=int, default=0, help="seeds are OFFSET .. OFFSET+N-1 (default: 0)")
     p.add_argument("--batch-size", type=int, default=50, help="generator and Inception batch (default: 50)")

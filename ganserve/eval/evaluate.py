@@ -21,9 +21,39 @@ from torch import nn
 from ganserve.eval import metrics
 from ganserve.eval.real_data import RealImages, dataset_name, real_images
 
-METRICS = ("fid", "kid", "pr", "classifier")
-FEATURE_METRICS = ("fid", "kid", "pr")
 REQUEST_CHUNK = 256  # seeds per sampling request (the core renders them in --batch-size chunks)
+
+
+# Metrics on feature sets (real, generated) -> their entries in the result; a new one is one registered function.
+FeatureMetric = Callable[[np.ndarray, np.ndarray, "EvalOptions"], dict[str, Any]]
+FEATURE_METRICS: dict[str, FeatureMetric] = {}
+
+
+def feature_metric(name: str) -> Callable[[FeatureMetric], FeatureMetric]:
+    def register(fn: FeatureMetric) -> FeatureMetric:
+        FEATURE_METRICS[name] = fn
+        return fn
+
+    return register
+
+
+@feature_metric("fid")
+def _fid(real: np.ndarray, fake: np.ndarray, opts: EvalOptions) -> dict[str, Any]:
+    return {"fid": metrics.fid(real, fake)}
+
+
+@feature_metric("kid")
+def _kid(real: np.ndarray, fake: np.ndarray, opts: EvalOptions) -> dict[str, Any]:
+    k = metrics.kid(real, fake, opts.kid_subsets, opts.kid_subset_size, seed=0)
+    return {"kid": {"mean": k.mean, "std": k.std, "subsets": k.subsets, "subset_size": k.subset_size}}
+
+
+@feature_metric("pr")
+def _prdc(real: np.ndarray, fake: np.ndarray, opts: EvalOptions) -> dict[str, Any]:
+    return metrics.prdc(real, fake, opts.k).to_dict()
+
+
+METRICS = (*FEATURE_METRICS, "classifier")  # the classifier check reads generated images, not features
 
 
 @dataclass
@@ -144,13 +174,9 @@ def classifier_check(gen: Generated, opts: EvalOptions, dataset: str | None) -> 
 
 def feature_metrics(real: np.ndarray, fake: np.ndarray, opts: EvalOptions) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if "fid" in opts.metrics:
-        out["fid"] = metrics.fid(real, fake)
-    if "kid" in opts.metrics:
-        k = metrics.kid(real, fake, opts.kid_subsets, opts.kid_subset_size, seed=0)
-        out["kid"] = {"mean": k.mean, "std": k.std, "subsets": k.subsets, "subset_size": k.subset_size}
-    if "pr" in opts.metrics:
-        out.update(metrics.prdc(real, fake, opts.k).to_dict())
+    for name in opts.metrics:
+        if name in FEATURE_METRICS:
+            out.update(FEATURE_METRICS[name](real, fake, opts))
     return out
 
 
