@@ -529,3 +529,17 @@ def test_controls_follow_the_model_and_switch_back_cleanly(page, app_url):
     set_number(page, "#psi", "0.3")
     page.wait_for_function("() => location.search.includes('psi=0.3') && location.search.includes('model=tiny-biggan')")
     assert page.locator("[data-testid=status-tracker] .error").count() == 0
+
+
+def test_class_from_the_seed_in_the_picker(page, app_url, tmp_path):
+    # A link with class=-1 on a BigGAN model: the picker shows "from the seed", the image is the seed's own class.
+    open_page(page, f"{app_url}?model=tiny-biggan&class=-1&seed=4&psi=0.5&tab=seed")
+    page.wait_for_selector("#image img")
+    assert page.locator("#class input").input_value() == "from the seed (seed % 3)"
+    _, png = shown_png(page)
+    from tests.family_fixtures import make_tiny_biggan, save_tiny
+
+    G = ganserve.load(save_tiny(tmp_path, "tiny-biggan", make_tiny_biggan()))  # the app's model: same weights
+    want = sample(G, seeds=[4], truncation_psi=0.5)
+    assert want.params[0]["class"] == 1
+    np.testing.assert_array_equal(pixels(png), want.images[0])
