@@ -15,7 +15,9 @@ from tests.conftest import ganserve_cmd
 
 
 @pytest.fixture()
-def env(tiny_models_dir):
+def env(tiny_models_dir, tmp_path, monkeypatch):
+    # every CLI run here starts in an empty folder: no test depends on (or writes) files in the repository root
+    monkeypatch.chdir(tmp_path)
     return {**os.environ, "GANSERVE_CHECKPOINTS": str(tiny_models_dir)}
 
 
@@ -59,6 +61,16 @@ def test_list_and_unknown_model(env):
     assert "tiny-cond" in run(env, "sample", "--list").stdout
     proc = run(env, "sample", "--model", "nope", ok=False)
     assert proc.returncode == 2 and "unknown model 'nope'" in proc.stderr and "tiny" in proc.stderr
+
+
+def test_unknown_model_is_reported_before_the_output_path(env, tmp_path):
+    (tmp_path / "samples.png").write_bytes(b"left by the README's example")  # the default --out
+    proc = run(env, "sample", "--model", "nope", ok=False)
+    assert proc.returncode == 2 and "unknown model 'nope'" in proc.stderr and "exists" not in proc.stderr
+    proc = run(env, "sample", "--model", str(tmp_path / "missing.safetensors"), ok=False)
+    assert "missing.safetensors: file not found" in proc.stderr
+    proc = run(env, "sample", "--model", "tiny", ok=False)  # a model that exists: now the output is the problem
+    assert "samples.png exists (pass --force to overwrite it)" in proc.stderr
 
 
 @pytest.mark.parametrize(

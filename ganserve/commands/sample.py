@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise CommandError("--model is required (see --list)")
+    ganserve.loading.resolve(args.model)  # an unknown model is the error to report, whatever --out holds
     out = Path(args.out)
     kind = output_kind(args.out)
     if kind != "dir" and out.exists() and not args.force:
