@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ganserve.checkpoint import plain_mode
 from ganserve.export import parity
 from ganserve.export.registry import get_exporter
 from ganserve.loading import attach_sampling
@@ -85,6 +86,7 @@ def atomic_output(out: str | os.PathLike, *, directory: bool = True) -> Iterator
         tmp = Path(name)
     try:
         yield tmp
+        plain_mode(tmp)  # mkdtemp / mkstemp made it private (0700 / 0600): the umask decides, as for any file
         old = None
         if out.exists() or out.is_symlink():
             old = parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"

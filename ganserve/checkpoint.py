@@ -52,18 +52,35 @@ def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None =
     return "sha256:" + h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc says it (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def plain_mode(path: str | os.PathLike) -> None:
+    """Give a file (0666) or folder (0777) made by mkstemp / mkdtemp (0600 / 0700) the mode a plain open() or
+    mkdir() would have given it under the umask: a written checkpoint or export is readable by whom the user intends."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~current_umask())
+
+
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename into place, so readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         write(tmp)
-        # mkstemp creates 0600 (and some writers replace the file): give it the mode a plain open() would
-        os.chmod(tmp, 0o666 & ~umask)
+        plain_mode(tmp)  # after write: some writers replace the file
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,8 +9,8 @@ Two methods, as their papers define them:
 
 Every direction is a unit vector in W with the standard deviation of sampled ws along it, so an edit's ``amount`` is
 in units of that std for both methods. A family supports edits by giving its sampler ``style_weights(model, layers)``
-(SeFa) and ``sample_ws(model, n)`` (PCA). Results are cached in memory on the model and on disk beside the checkpoint
-(or in the user cache when that folder is read-only), keyed by the checkpoint's content hash.
+(SeFa) and ``sample_ws(model, n)`` (PCA). Results are cached in memory on the model and on disk in the user's cache
+folder (``cache_dir``), keyed by the checkpoint's name and content hash.
 """
 
 from __future__ import annotations
@@ -87,16 +87,19 @@ def compute(model: nn.Module, method: str, count: int = DEFAULT_COUNT) -> Direct
     return Directions(method, vectors, _stds(vectors, ws), strengths)
 
 
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/ganserve/directions (~/.cache/... by default). Never beside the checkpoint: that folder may be
+    the source tree or site-packages, and a wheel built from a used clone would ship the cache."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ganserve" / "directions"
+
+
 def cache_path(model: nn.Module, method: str) -> Path:
-    """Beside the checkpoint when that folder is writable, else $XDG_CACHE_HOME/ganserve/directions."""
+    """The cache file of ``model``'s directions by ``method``, keyed by the checkpoint's name and content hash."""
     info = getattr(model, "checkpoint_info", None) or {}
     digest = info.get("content_hash", "sha256:unsaved").split(":", 1)[1][:16]
     name = f"{getattr(model, 'name', '') or model.family}.{method}-{digest}.directions.safetensors"
-    source = getattr(model, "checkpoint_path", None)
-    if source and os.access(Path(source).parent, os.W_OK):
-        return Path(source).parent / name
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "ganserve" / "directions" / name
+    return cache_dir() / name
 
 
 def get(model: nn.Module, method: str = "sefa") -> Directions:
