@@ -33,6 +33,7 @@ from ganserve.checkpoint import atomic_write_bytes
 ID = re.compile(r"j:[0-9a-f]{16}", re.ASCII)
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
+PROGRESS_EVERY_S = 0.2  # a 1,000-step projection writes its state a few times a second, not at every step
 
 
 def root() -> Path:
@@ -142,6 +143,7 @@ class JobStore:
     def __init__(self, folder: str | os.PathLike, limits: JobLimits | None = None) -> None:
         self.folder = Path(folder)
         self.limits = limits or JobLimits()
+        self._written: dict[str, float] = {}  # job id -> when its progress was last written (this process)
 
     # ---- locking and files ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -253,10 +255,15 @@ class JobStore:
         return None
 
     def progress(self, job: JobState, step: int, steps: int) -> None:
-        """Record progress; raises JobCancelled when the job was cancelled meanwhile."""
+        """Record progress (written at most every PROGRESS_EVERY_S, and at the last step); raises JobCancelled when
+        the job was cancelled meanwhile (checked at every step)."""
         if (self._dir(job.id) / "cancel").exists():
             raise JobCancelled(job.id)
         job.step, job.steps = step, steps
+        now = time.monotonic()
+        if step < steps and now - self._written.get(job.id, 0.0) < PROGRESS_EVERY_S:
+            return
+        self._written[job.id] = now
         with self._locked():
             self._write(job)
 
@@ -268,6 +275,7 @@ class JobStore:
             meta = {"status": response.status, "content_type": response.content_type, "headers": response.headers}
             atomic_write_bytes(d / "result.json", json.dumps(meta).encode())
         job.state, job.finished, job.error = state, time.time(), error
+        self._written.pop(job.id, None)
         with self._locked():
             self._write(job)
             self._evict(time.time())
