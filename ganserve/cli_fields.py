@@ -14,6 +14,7 @@ import json
 import re
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,12 +62,20 @@ def _literal_choices(annotation: Any) -> list[str]:
 
 
 def collect(families: Sequence[str] | None = None) -> list[CliField]:
-    """The request flags of ``families`` (default: every registered family), top-level fields first."""
-    from ganserve.families import family_names, get_family
+    """The request flags of ``families`` (default: every registered family), top-level fields first. A plugin family
+    that does not load is left out with a warning naming its entry point, so it never breaks the built-in ones."""
+    from ganserve.families import FamilyError, family_names, get_family
 
     by_path: dict[str, CliField] = {}
     for name in families or family_names():
-        for f in request_fields(get_family(name).request):
+        try:
+            fam = get_family(name)
+        except FamilyError as e:
+            if families:
+                raise
+            warnings.warn(f"{e} (its request flags are left out)", RuntimeWarning, stacklevel=2)
+            continue
+        for f in request_fields(fam.request):
             cf = by_path.setdefault(f.path, CliField(f))
             cf.families.append(name)
             default = f.info.default

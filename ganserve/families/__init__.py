@@ -2,8 +2,15 @@
 
 A family is one ``Family`` object, defined in ``ganserve/families/<name>.py`` beside nothing else: where its model
 code lives (config, generator, discriminator, or several named parts), its request model, its sampler (request ->
-rows -> pixels), and, by module path, its exporter and training step. Adding a family is its files plus one line in
-``BUILTIN`` below; code outside a family module never branches on a family's name.
+rows -> pixels), and, by module path, its exporter and training step. Code outside a family module never branches on
+a family's name. A family registers in one of three ways, one line each:
+
+- inside ganserve: a line in ``BUILTIN`` below;
+- from another package: an entry point in the ``ganserve.families`` group of that package's metadata
+  (``[project.entry-points."ganserve.families"]`` ``mygan = "mypkg.family"``: name = family name, value = the module
+  defining ``FAMILY``), found the way ``ganserve.backends`` finds backends, without ganserve importing the package
+  until a model of that family is asked for;
+- in-process: ``register_family(module_path_or_Family)`` (tests, notebooks).
 
 Modules load lazily, so using one family never imports another, and nothing here imports the model code until a
 model is built.
@@ -12,7 +19,10 @@ model is built.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,7 +46,20 @@ BUILTIN: dict[str, str] = {
 # this version" rather than "unknown family".
 DESIGNED = ("progan", "stylegan", "stylegan2", "sagan", "biggan", "vqgan", "vit_vqgan")
 
+ENTRY_POINT_GROUP = "ganserve.families"
+
 _LOADED: dict[str, Family] = {}
+# sys.path -> the group's entry points: one scan of every installed distribution costs ~30 ms, and the CLI asks for
+# the names several times while building its flags. A new sys.path (a plugin folder added) scans again.
+_SCANNED: tuple[tuple[str, ...], dict[str, metadata.EntryPoint]] | None = None
+
+
+class FamilyError(KeyError):
+    """A family that cannot be had: unknown, not in this version, or a plugin's entry point that does not load.
+    A KeyError, as ``get_family`` has always raised; the message is ``args[0]``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def _attr(path: str) -> Any:
@@ -135,20 +158,52 @@ def register_family(module_or_family: str | Family) -> Family:
     return fam
 
 
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    global _SCANNED
+    key = tuple(sys.path)
+    if _SCANNED is None or _SCANNED[0] != key:
+        _SCANNED = (key, {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
+    return _SCANNED[1]
+
+
+def _from_entry_point(ep: metadata.EntryPoint) -> Family:
+    """The ``Family`` an entry point names (a module defining ``FAMILY``, or ``module:OBJECT``), checked."""
+    dist = getattr(ep, "dist", None)
+    where = f"family '{ep.name}' (entry point {ep.name} = {ep.value!r} in {ENTRY_POINT_GROUP}" + (
+        f" of {dist.metadata['Name']} {dist.version})" if dist is not None else ")"
+    )
+    try:
+        obj = ep.load()
+    except Exception as e:  # a plugin's import error must say which plugin, not surface as a bare traceback
+        raise FamilyError(f"{where}: cannot import it: {type(e).__name__}: {e}") from e
+    fam = getattr(obj, "FAMILY", None) if isinstance(obj, types.ModuleType) else obj
+    if not isinstance(fam, Family):
+        raise FamilyError(f"{where}: {ep.value} must define FAMILY = Family(...), found {type(fam).__name__}")
+    if fam.name != ep.name:  # checkpoints name the family: the entry point's name must be the one they say
+        raise FamilyError(f"{where}: its Family is named '{fam.name}', not '{ep.name}'")
+    return fam
+
+
 def family_names() -> list[str]:
-    """Every registered family, built-in or added with ``register_family``."""
-    return sorted({*BUILTIN, *_LOADED})
+    """Every registered family: built-in, declared by an installed package's entry point, or added with
+    ``register_family``. Lists names only; no family module is imported."""
+    return sorted({*BUILTIN, *_entry_points(), *_LOADED})
 
 
 def get_family(name: str) -> Family:
+    """The family ``name``; in-process registrations first, then ``BUILTIN``, then entry points (so an installed
+    plugin cannot replace a built-in family). Raises ``FamilyError`` (a KeyError) saying why it cannot."""
     if name in _LOADED:
         return _LOADED[name]
     if name in BUILTIN:
         return register_family(BUILTIN[name])
+    ep = _entry_points().get(name)
+    if ep is not None:
+        return register_family(_from_entry_point(ep))
     if name in DESIGNED:
-        raise KeyError(f"family '{name}' is not available in this version of ganserve (available: "
-                       f"{', '.join(family_names())})")  # fmt: skip
-    raise KeyError(f"unknown family '{name}' (known: {', '.join(sorted({*family_names(), *DESIGNED}))})")
+        raise FamilyError(f"family '{name}' is not available in this version of ganserve (available: "
+                          f"{', '.join(family_names())})")  # fmt: skip
+    raise FamilyError(f"unknown family '{name}' (known: {', '.join(sorted({*family_names(), *DESIGNED}))})")
 
 
 def family_of(model: Any) -> Family:
