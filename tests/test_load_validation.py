@@ -11,7 +11,7 @@ import torch
 
 import ganserve
 from ganserve.checkpoint import CheckpointError, read_metadata, read_tensors, save_tensors
-from ganserve.config_checks import check_config
+from ganserve.config_checks import check_config, check_finite
 from ganserve.families import get_family
 from ganserve.loading import available_models
 from ganserve.skeleton import build_on_meta
@@ -62,6 +62,17 @@ def test_non_finite_tensors_are_refused_by_name(tmp_path, tiny_path, tensor, val
     with pytest.raises(CheckpointError) as e:
         ganserve.load(bad)
     assert f"tensor '{tensor}'" in str(e.value) and "1 NaN or infinite" in str(e.value) and str(bad) in str(e.value)
+
+
+def test_check_finite_on_every_float_dtype():
+    big = torch.full([4], 1e308, dtype=torch.float64)  # finite, though its sum overflows: must pass
+    check_finite("f", {"big": big, "ints": torch.arange(3), "empty": torch.empty(0), "h": torch.ones(3).half()})
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        for value in (float("nan"), float("inf")):
+            t = torch.zeros(5, dtype=dtype)
+            t[1] = value
+            with pytest.raises(CheckpointError, match="tensor 'w' holds 1 NaN or infinite value"):
+                check_finite("f", {"ok": torch.ones(2), "w": t})
 
 
 @pytest.mark.parametrize(
