@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
-from ganserve.families import get_family
+from ganserve.export.registry import ExportedModel, Exporter, GraphSpec, Runner, register_exporter
 
 
 class _GeneratorGraph(nn.Module):
@@ -51,23 +50,15 @@ class ProGANExporter(Exporter):
         return ExportedProGAN(manifest, runners, device)
 
 
-class ExportedProGAN(nn.Module):
+class ExportedProGAN(ExportedModel):
     """A ProGAN generator backed by its exported graph (ONNX Runtime or torch.export)."""
 
-    family = "progan"
-
     def __init__(self, manifest: dict[str, Any], runners: dict[str, Runner], device: str) -> None:
-        super().__init__()
-        self.config = get_family(self.family).make_config(manifest["config"])
-        self.name = manifest.get("name", "")
-        self.checkpoint_info = manifest.get("checkpoint_info", {})
-        self.export_format = manifest["format"]
+        super().__init__(manifest)
         resolution, alpha = manifest.get("progress", [self.config.resolution, 1.0])
         self.progress = (int(resolution), float(alpha))
         self.runner = runners["generator"]
-        # A parameter, so the sampling core finds the device with next(model.parameters()).
-        self.device_anchor = nn.Parameter(torch.zeros([]), requires_grad=False)
-        self.to(device).eval().requires_grad_(False)
+        self.finish(device)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if self.config.c_dim:

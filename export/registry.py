@@ -79,6 +79,27 @@ class Exporter:
         raise NotImplementedError
 
 
+class ExportedModel(nn.Module):
+    """The part of the sampling surface every exported runtime shares (``ganserve.surface.SamplingModel``), read from
+    the export's manifest. A family's runtime adds the calls its sampler makes (``ganserve.surface``), each running
+    graphs, and ends its ``__init__`` with ``self.finish(device)``."""
+
+    differentiable = False  # graphs run forward only: no projection (ganserve.surface.require_gradients)
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        super().__init__()
+        self.family = manifest["family"]
+        self.config = get_family(self.family).make_config(manifest["config"])
+        self.name = manifest.get("name", "")
+        self.checkpoint_info = manifest.get("checkpoint_info", {})
+        self.export_format = manifest["format"]
+        # A parameter, not a buffer: the sampling core finds the device with next(model.parameters()).
+        self.anchor = nn.Parameter(torch.zeros([]), requires_grad=False)
+
+    def finish(self, device: str) -> None:
+        self.to(device).eval().requires_grad_(False)
+
+
 def register_exporter(family: str) -> Callable[[type[Exporter]], type[Exporter]]:
     def deco(cls: type[Exporter]) -> type[Exporter]:
         cls.family = family

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from ganserve.export.biggan import random_class_vectors
-from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
-from ganserve.families import get_family
+from ganserve.export.registry import ExportedModel, Exporter, GraphSpec, Runner, register_exporter
 
 
 class _GeneratorGraph(nn.Module):
@@ -48,20 +47,13 @@ class SAGANExporter(Exporter):
         return ExportedSAGAN(manifest, runners["generator"], device)
 
 
-class ExportedSAGAN(nn.Module):
+class ExportedSAGAN(ExportedModel):
     """A SAGAN generator backed by its exported graph: the eager model's call signature and attributes."""
 
-    family = "sagan"
-
     def __init__(self, manifest: dict[str, Any], runner: Runner, device: str) -> None:
-        super().__init__()
-        self.config = get_family(self.family).make_config(manifest["config"])
-        self.name = manifest.get("name", "")
-        self.checkpoint_info = manifest.get("checkpoint_info", {})
-        self.export_format = manifest["format"]
+        super().__init__(manifest)
         self.runner = runner
-        self.anchor = nn.Parameter(torch.zeros([]), requires_grad=False)  # the core reads the device from parameters
-        self.to(device).eval().requires_grad_(False)
+        self.finish(device)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, attention_query: torch.Tensor | None = None) -> torch.Tensor:
         n = z.shape[0]

@@ -50,8 +50,6 @@ class StyleGANExporter(StyleGAN2Exporter):
 class ExportedStyleGAN(ExportedStyleGAN2):
     """A StyleGAN (v1) generator backed by exported graphs: StyleGAN2's runtime with v1's config."""
 
-    family = "stylegan"
-
     def __init__(
         self, manifest: dict[str, Any], runners: dict[str, Runner], constants: dict[str, torch.Tensor], device: str
     ) -> None:

@@ -22,8 +22,7 @@ from torch import nn
 
 from ganserve import directions
 from ganserve.directions import Directions
-from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
-from ganserve.families import get_family
+from ganserve.export.registry import ExportedModel, Exporter, GraphSpec, Runner, register_exporter
 from ganserve.models.stylegan2 import MappingNetwork
 
 
@@ -129,8 +128,7 @@ class _ExportedMapping(nn.Module):
     def __init__(self, runner: Runner, w_avg: torch.Tensor, num_ws: int, conditional: bool) -> None:
         super().__init__()
         self.runner, self.num_ws, self.conditional = runner, num_ws, conditional
-        # A parameter, not a buffer: the sampling core finds the device with next(model.parameters()).
-        self.w_avg = nn.Parameter(w_avg, requires_grad=False)
+        self.register_buffer("w_avg", w_avg)
 
     def forward(
         self,
@@ -186,26 +184,20 @@ class _ExportedSynthesis(nn.Module):
         return self.runner(ws, *noise)
 
 
-class ExportedStyleGAN2(nn.Module):
+class ExportedStyleGAN2(ExportedModel):
     """A StyleGAN2 generator backed by exported graphs (ONNX Runtime or torch.export)."""
-
-    family = "stylegan2"
 
     def __init__(
         self, manifest: dict[str, Any], runners: dict[str, Runner], constants: dict[str, torch.Tensor], device: str
     ) -> None:
-        super().__init__()
-        self.config = get_family(self.family).make_config(manifest["config"])
+        super().__init__(manifest)
         self.num_ws = int(manifest["num_ws"])
-        self.name = manifest.get("name", "")
-        self.checkpoint_info = manifest.get("checkpoint_info", {})
-        self.export_format = manifest["format"]
         noise = [constants[f"noise_const.{i}"] for i in range(len(manifest["noise_shapes"]))]
         self.mapping = _ExportedMapping(runners["mapping"], constants["w_avg"], self.num_ws, bool(self.config.c_dim))
         self.synthesis = _ExportedSynthesis(runners["synthesis"], noise, self.config.resolution,
                                             self.config.img_channels)  # fmt: skip
         self.shipped_directions = read_directions(constants)
-        self.to(device).eval().requires_grad_(False)
+        self.finish(device)
 
     def forward(
         self,

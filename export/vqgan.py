@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganserve.export.registry import Exporter, GraphSpec, Runner, register_exporter
-from ganserve.families import get_family
+from ganserve.export.registry import ExportedModel, Exporter, GraphSpec, Runner, register_exporter
 
 
 class _EncoderGraph(nn.Module):
@@ -101,23 +100,16 @@ register_exporter("vqgan")(type("VQGANExporter", (VQExporter,), {}))
 register_exporter("vit_vqgan")(type("ViTVQGANExporter", (VQExporter,), {}))
 
 
-class ExportedVQModel(nn.Module):
+class ExportedVQModel(ExportedModel):
     """A VQ family model backed by exported graphs (ONNX Runtime or torch.export): the sampler's surface."""
 
     def __init__(self, manifest: dict[str, Any], runners: dict[str, Runner], device: str) -> None:
-        super().__init__()
-        self.family = manifest["family"]
-        self.config = get_family(self.family).make_config(manifest["config"])
-        self.name = manifest.get("name", "")
-        self.checkpoint_info = manifest.get("checkpoint_info", {})
-        self.export_format = manifest["format"]
+        super().__init__(manifest)
         self.code_shape = tuple(manifest["code_shape"])
         self.num_codes = int(manifest["num_codes"])
         self.cache_shape = list(manifest["cache_shape"])
         self.runners = runners
-        # A parameter, not a buffer: the sampling core finds the device with next(model.parameters()).
-        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
-        self.to(device).eval()
+        self.finish(device)
 
     def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
         return self.runners["encoder"](x.float()).long()

@@ -8,6 +8,7 @@ every request kind. A sampler names its Protocol in ``surface``; ``surface_of`` 
 What a graph cannot compute at run time ships with the export instead: semantic directions need the generator's
 weights (SeFa) or many mapping calls (PCA), so exporters compute them at export time and the exported model offers
 them as ``shipped_directions``. ``latent_directions`` is the one call a sampler makes for them, on any backend.
+What no export can do (projection differentiates through the generator) is refused by ``require_gradients``.
 """
 
 from __future__ import annotations
@@ -159,6 +160,15 @@ def missing(model: Any, protocol: type | None = None, prefix: str = "") -> list[
         elif getattr(globals().get(annotation), "_is_protocol", False):  # a nested surface: mapping, synthesis
             out += missing(getattr(model, name), globals()[annotation], f"{prefix}{name}.")
     return out
+
+
+def require_gradients(model: Any, field: str) -> None:
+    """Refuse work that differentiates through the generator (projection) on a model without gradients: exported
+    graphs (``differentiable = False``) run forward only. A RequestError naming ``field``, not a crash mid-request."""
+    if not getattr(model, "differentiable", True):
+        backend = getattr(model, "export_format", "this")
+        raise RequestError(field, f"the {backend} backend runs exported graphs, which have no gradients to project "
+                                  "with: project on the eager backend, then send the w it returns")  # fmt: skip
 
 
 def latent_directions(model: Any, method: str, field: str = "edits") -> Directions:

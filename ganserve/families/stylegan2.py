@@ -21,7 +21,7 @@ from ganserve.images import MAX_IMAGE_BYTES, ImageDecodeError, decode_image
 from ganserve.latents import normal_from_seed, slerp, steps
 from ganserve.requests import ClassField, Edit, LatentRequest, RequestError, StyleMix, finite_float, layer_groups
 from ganserve.sampling import Plan, model_device, model_name, resolve_class
-from ganserve.surface import StyleModel, latent_directions
+from ganserve.surface import StyleModel, latent_directions, require_gradients
 
 
 class StyleRequest(LatentRequest, ClassField):
@@ -125,6 +125,8 @@ class StyleSampler(Sampler):
         num_ws, z_dim = model.num_ws, model.config.z_dim
         if req.truncation_cutoff is not None and req.truncation_cutoff > num_ws:
             raise RequestError("truncation_cutoff", f"{req.truncation_cutoff} exceeds the model's {num_ws} ws")
+        if req.project is not None:
+            require_gradients(model, "project")
         cls = resolve_class(model, req.class_)
         mix_span = layer_span(req.style_mix.layers, num_ws, "style_mix.layers") if req.style_mix else None
         device = model_device(model)
