@@ -1,19 +1,24 @@
 """The onnx and pt2 generator backends: an export folder as is, or a checkpoint exported once into a cache.
 
-The cache key is the checkpoint's content hash, so a retrained model never reuses stale graphs. ``load_onnx`` and
-``load_pt2`` are registered as ``ganserve.backends`` entry points (pyproject.toml): the core finds them there and never
-imports this package.
+The cache key is the checkpoint's content hash and the cache revision, so neither a retrained model nor a newer
+ganserve reuses stale graphs. ``load_onnx`` and ``load_pt2`` are registered as ``ganserve.backends`` entry points
+(pyproject.toml): the core finds them there and never imports this package.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ganserve.export.bundle import MANIFEST, export_graphs, load_exported, read_manifest
+
+# What an export holds grows with ganserve (2: StyleGAN exports carry their semantic directions). A cached export of an
+# older revision is never reused, so an upgrade re-exports rather than serving graphs without what they now ship.
+CACHE_REVISION = 2
 
 
 def cache_root() -> Path:
@@ -44,10 +49,19 @@ def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **o
         if manifest["format"] == fmt and manifest.get("checkpoint_info", {}).get("content_hash") == content_hash:
             return load_exported(beside, device, fmt, **options)
     digest = content_hash.split(":", 1)[1][:16]
-    folder = cache_root() / f"{ckpt.stem}-{digest}-{fmt}"
+    folder = cache_root() / f"{ckpt.stem}-{digest}-{fmt}-r{CACHE_REVISION}"
     if not is_export(folder):
         export_graphs(ganserve.load(ckpt), fmt, folder, force=True)
+        _drop_older_revisions(folder, f"{ckpt.stem}-{digest}-{fmt}")
     return load_exported(folder, device, fmt, **options)
+
+
+def _drop_older_revisions(current: Path, stem: str) -> None:
+    """Remove this checkpoint's cached exports of earlier revisions: one export per model and format stays."""
+    older = [current.parent / stem] + [current.parent / f"{stem}-r{r}" for r in range(1, CACHE_REVISION)]
+    for stale in older:
+        if is_export(stale):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def load_onnx(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
