@@ -277,3 +277,23 @@ def test_vq_reference_bench_end_to_end(tmp_path, monkeypatch):
     assert all(r["decode_onnx_vs_official"]["median"] > 0 for r in ref["rows"])
     (prior,) = ref["prior"]["rows"]
     assert prior["batch"] == 2 and prior["logits_max_abs_diff"] < 1e-4 and prior["core_vs_official"]["median"] > 0
+
+
+def test_bench_sample_gives_graph_backends_torchs_thread_count(tiny_path, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from ganserve.benchmarks import sample as bench
+    from ganserve.export import onnx as onnx_export
+
+    monkeypatch.setenv("GANSERVE_EXPORT_CACHE", str(tmp_path / "export-cache"))
+    args = _bench_parser().parse_args(["bench", "sample", "--model", str(tiny_path), "--backend", "onnx"])
+    bench._load("onnx", args, threads=1)  # exports into the cache (its parity check's sessions are not timed)
+    sessions = []
+    original = onnx_export.OnnxRunner.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        sessions.append(self.session.get_session_options())
+
+    monkeypatch.setattr(onnx_export.OnnxRunner, "__init__", recording_init)
+    bench._load("onnx", args, threads=1)
+    assert sessions and all((o.intra_op_num_threads, o.inter_op_num_threads) == (1, 1) for o in sessions)
