@@ -86,7 +86,11 @@ def atomic_output(out: str | os.PathLike, *, directory: bool = True) -> Iterator
         tmp = Path(name)
     try:
         yield tmp
-        plain_mode(tmp)  # mkdtemp / mkstemp made it private (0700 / 0600): the umask decides, as for any file
+        # mkdtemp / mkstemp make it private (0700 / 0600), and safetensors' writer makes 0600 files: the umask
+        # decides, as for any file
+        for p in (tmp, *(tmp.rglob("*") if tmp.is_dir() else ())):
+            if not p.is_symlink():
+                plain_mode(p)
         old = None
         if out.exists() or out.is_symlink():
             old = parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"

@@ -7,6 +7,8 @@ import os
 import stat
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 import ganserve
 from ganserve import directions
@@ -66,9 +68,13 @@ def test_export_outputs_are_written_with_the_umask_mode(umask, tmp_path, mask):
     umask(mask)
     with atomic_output(tmp_path / "export") as tmp:
         (tmp / "graph.onnx").write_bytes(b"x")
+        save_file({"w": torch.ones(2)}, str(tmp / "constants.safetensors"))  # safetensors writes 0600 by itself
+        (tmp / "sub").mkdir(mode=0o700)
     with atomic_output(tmp_path / "model.mar", directory=False) as tmp:
         tmp.write_bytes(b"zip")
     assert _mode(tmp_path / "export") == 0o777 & ~mask
     assert _mode(tmp_path / "export" / "graph.onnx") == 0o666 & ~mask
+    assert _mode(tmp_path / "export" / "constants.safetensors") == 0o666 & ~mask
+    assert _mode(tmp_path / "export" / "sub") == 0o777 & ~mask
     assert _mode(tmp_path / "model.mar") == 0o666 & ~mask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "model.mar"]  # no temporaries left behind
