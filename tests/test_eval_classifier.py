@@ -8,6 +8,7 @@ import torch
 
 import ganserve
 from ganserve.checkpoint import CheckpointError, read_metadata
+from ganserve.data import ImageDataset
 from ganserve.eval.classifier import (
     DEFAULT_NAME,
     TrainSettings,
@@ -19,7 +20,6 @@ from ganserve.eval.classifier import (
     train_classifier,
 )
 from ganserve.loading import bundled_dir
-from ganserve.train.data import ImageDataset
 
 
 def _bars(n: int, seed: int) -> ImageDataset:
@@ -112,7 +112,7 @@ def test_accuracy_by_class():
 
 
 def test_the_bundled_classifier_is_accurate_on_real_test_images():
-    from ganserve.train.data import load_fashion_mnist
+    from ganserve.data import load_fashion_mnist
 
     path = bundled_dir() / f"{DEFAULT_NAME}.safetensors"
     model, meta = load_classifier(path)

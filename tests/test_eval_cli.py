@@ -12,9 +12,9 @@ import ganserve
 from ganserve.checkpoint import read_metadata
 from ganserve.cli import main
 from ganserve.commands.eval import record
+from ganserve.data import FASHION_MNIST_CLASSES
 from ganserve.eval.evaluate import EvalOptions, evaluate, generate
 from ganserve.sampling import sample
-from ganserve.train.data import FASHION_MNIST_CLASSES
 from tests.conftest import make_tiny_generator
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ganserve.cli import main
+from ganserve.data import load_fashion_mnist
 from ganserve.eval import features
-from ganserve.train.data import load_fashion_mnist
 
 
 @pytest.fixture(scope="module")

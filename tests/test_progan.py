@@ -157,7 +157,7 @@ def test_fade_reals_matches_the_generator_output_format():
 
 
 def _data():
-    from ganserve.train.data import ImageDataset
+    from ganserve.data import ImageDataset
 
     g = torch.Generator().manual_seed(0)
     return ImageDataset(torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=g), name="random")

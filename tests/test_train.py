@@ -11,7 +11,7 @@ from PIL import Image
 
 import ganserve
 from ganserve.checkpoint import read_metadata
-from ganserve.train.data import DataError, load_fashion_mnist, load_image_folder
+from ganserve.data import DataError, load_fashion_mnist, load_image_folder
 from ganserve.train.loop import Trainer, TrainOptions
 from tests.conftest import ganserve_cmd
 

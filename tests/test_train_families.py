@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import ganserve
-from ganserve.train.data import ImageDataset
+from ganserve.data import ImageDataset
 from ganserve.train.loop import Trainer, TrainOptions
 from tests.family_fixtures import family_registered
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ganserve
-from ganserve.train.data import ImageDataset
+from ganserve.data import ImageDataset
 from ganserve.train.loop import Trainer, TrainOptions
 from ganserve.train.vqgan import PerceptualDistance, adaptive_weight
 from tests.vq_fixtures import TINY_VQGAN

@@ -36,7 +36,7 @@ from ganserve.benchmarks.timing import command_line, compare, set_threads
 
 
 def _test_set(resolution: int):
-    from ganserve.train.data import load_fashion_mnist
+    from ganserve.data import load_fashion_mnist
 
     return load_fashion_mnist(resolution, split="test")
 

@@ -143,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     if not args.out:
         raise CommandError("--train-classifier needs --out PATH.safetensors")
+    from ganserve.data import load_fashion_mnist
     from ganserve.eval.classifier import TrainSettings, save_classifier, train_classifier
-    from ganserve.train.data import load_fashion_mnist
 
     data = args.data or "fashion-mnist"
     if data != "fashion-mnist":

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.checkpoint import CheckpointError, load_state_into, read_tensors, save_tensors
-from ganserve.train.data import ImageDataset
+from ganserve.data import ImageDataset
 
 KIND = "classifier"
 DEFAULT_NAME = "classifier-fashion-32"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ganserve.train.data import ImageDataset, load_fashion_mnist, load_image_folder
+from ganserve.data import ImageDataset, load_fashion_mnist, load_image_folder
 
 SPLITS = ("test", "train")
 

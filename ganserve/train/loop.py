@@ -23,11 +23,11 @@ import torch
 from tqdm import tqdm
 
 from ganserve.checkpoint import CheckpointError, atomic_write, read_tensors, save_tensors
+from ganserve.data import ImageDataset, check_resolution, load_dataset
 from ganserve.families import get_family
 from ganserve.images import make_grid, to_pil
 from ganserve.loading import save_generator
 from ganserve.train import distributed
-from ganserve.train.data import ImageDataset, check_resolution, load_dataset
 from ganserve.train.step import Batch, TrainingStep, make_options
 
 STATE_FILE = "training-state.safetensors"

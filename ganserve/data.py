@@ -1,4 +1,5 @@
-"""Training data: Fashion-MNIST from Debian's dataset-fashion-mnist package, or any folder of images.
+"""Image data for training and evaluation alike: Fashion-MNIST from Debian's dataset-fashion-mnist package, or any
+folder of images.
 
 Everything is decoded once into a uint8 tensor [N, C, R, R] held in memory: the sets used here are small, and it
 keeps every step deterministic given the seed.
