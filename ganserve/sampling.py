@@ -20,7 +20,7 @@ from torch import nn
 
 from ganserve.families import family_of
 from ganserve.images import CONTENT_TYPES, b64, encode_image, encode_npy, make_grid, to_uint8
-from ganserve.models.layers import batch_invariant
+from ganserve.models.layers import batch_invariant, batch_one_is_invariant
 from ganserve.precision import precision_scope, recorded_precision
 from ganserve.requests import DEFAULT_MAX_IMAGES, BaseRequest, RequestError, validate_request
 
@@ -172,8 +172,10 @@ def plan(model: nn.Module, request: Any = None, *, max_images: int = DEFAULT_MAX
 def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
     """Render every plan's rows in chunks of ``batch_size`` through the family's sampler; uint8 [n, H, W, C] per plan.
 
-    A chunk of one row is padded to two: convolution libraries pick other kernels for a batch of one, which would
-    make an image depend on the batch size.
+    Where a batch of one would get other kernels than a larger batch (eager models off the CPU or below fp32, where
+    cuDNN / PyTorch's dispatch pick by batch size) a chunk of one row is padded to two, so an image never depends on
+    the batch size. Eager fp32 on the CPU (batch-invariant convolutions) and graph backends (onnxruntime and
+    torch.export programs, measured row-invariant at batch 1) run it as it is.
     """
     if not plans:
         return []
@@ -182,12 +184,14 @@ def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_
     keys = list(plans[0].rows)
     rows = {k: torch.cat([p.rows[k] for p in plans]) for k in keys}
     total = sum(len(p) for p in plans)
-    batch_size = max(batch_size, 2)
+    graph = getattr(model, "export_format", None) is not None
+    pad_one = not graph and not batch_one_is_invariant(device, getattr(model, "precision", "fp32"))
+    batch_size = max(batch_size, 2 if pad_one else 1)
     chunks = []
     for start in range(0, total, batch_size):
         chunk = {k: t[start : start + batch_size] for k, t in rows.items()}
         n = min(batch_size, total - start)
-        if n == 1:
+        if n == 1 and pad_one:
             chunk = {k: t.repeat(2, *[1] * (t.ndim - 1)) for k, t in chunk.items()}
         with batch_invariant(), precision_scope(model, device):
             img = sampler.render(model, chunk)

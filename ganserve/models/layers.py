@@ -26,8 +26,10 @@ def batch_invariant(enabled: bool = True) -> Iterator[None]:
     """Compute fully-connected layers so each row's result is bitwise independent of the batch around it.
 
     BLAS picks kernels by the number of rows, which moves results by an ulp and, after rounding to uint8, flips the
-    odd pixel. Inside this context linear layers use a broadcast multiply and a reduction over a fixed axis instead
-    (cheap at generator sizes); convolutions are already row-independent for batches of two or more.
+    odd pixel. Inside this context linear layers run one fixed-shape matrix product per row (``linear``), and
+    convolutions on the CPU pick one implementation per kernel shape whatever the batch size (``conv2d``,
+    ``conv_transpose2d``): PyTorch's dispatch sends a batch of one (and, single-threaded, 1x1 convolutions below 16
+    rows) to another implementation than larger batches.
     """
     previous = getattr(_state, "batch_invariant", False)
     _state.batch_invariant = enabled
@@ -38,10 +40,88 @@ def batch_invariant(enabled: bool = True) -> Iterator[None]:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, except in batch-invariant mode: a batched product with one [T, in] x [in, out] product per row
+    (T = 1 for 2-D x), whose kernel does not depend on how many rows there are. The weight is expanded, not copied;
+    a broadcast multiply and sum would materialise [N, in, out] (measured 55% of BigGAN's forward)."""
     if not getattr(_state, "batch_invariant", False):
         return F.linear(x, weight, bias)
-    y = (x.unsqueeze(-1) * weight.t()).sum(-2)
-    return y if bias is None else y + bias
+    shape = x.shape
+    x3 = x[:, None, :] if x.ndim == 2 else x.reshape(shape[0], -1, shape[-1])
+    w = weight.t().expand(x3.shape[0], *weight.t().shape)
+    y = torch.bmm(x3, w) if bias is None else torch.baddbmm(bias, x3, w)
+    return y.reshape(*shape[:-1], weight.shape[0])
+
+
+def _fixed_conv(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether to pick the convolution's implementation here instead of PyTorch's dispatch: batch-invariant inference
+    on the CPU in fp32 (autocast, autograd and tracing keep the ordinary ops). PyTorch sends a 3x3 convolution of one
+    row, and single-threaded a 1x1 convolution of fewer than 16 rows, to its im2col + GEMM path and everything else
+    to oneDNN; each of the two gives a row the same bits at any batch size (measured 1-64 rows), the two differ."""
+    return (
+        getattr(_state, "batch_invariant", False)
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.is_autocast_enabled("cpu")
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and not _tracing()
+    )
+
+
+def _onednn_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """The memory format PyTorch's dispatch gives oneDNN: channels-last if either operand is (BigGAN's gen_z output
+    is), so this path runs the kernels F.conv2d runs for two or more rows."""
+    cl = torch.channels_last
+    channels_last = any(not t.is_contiguous() and t.is_contiguous(memory_format=cl) for t in (x, weight))
+    return cl if channels_last else torch.contiguous_format
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+) -> torch.Tensor:
+    """F.conv2d (no dilation); in batch-invariant mode on the CPU (``_fixed_conv``) 1x1 kernels always take the
+    im2col + GEMM path (one GEMM per row, the faster one single-threaded at these sizes), the others always oneDNN."""
+    if not _fixed_conv(x, weight):
+        return F.conv2d(x, weight, bias, stride, padding, groups=groups)
+    stride = [stride] * 2 if isinstance(stride, int) else list(stride)
+    padding = [padding] * 2 if isinstance(padding, int) else list(padding)
+    if groups == 1 and weight.shape[-2:] == (1, 1):
+        return torch._C._nn.thnn_conv2d(x.contiguous(), weight.contiguous(), [1, 1], bias, stride, padding)
+    fmt = _onednn_format(x, weight)
+    x, weight = x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt)
+    return torch.mkldnn_convolution(x, weight, bias, padding, stride, [1, 1], groups)
+
+
+def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, groups: int = 1) -> torch.Tensor:
+    """F.conv_transpose2d (no padding), always oneDNN in batch-invariant mode on the CPU (``_fixed_conv``)."""
+    if not _fixed_conv(x, weight):
+        return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
+    fmt = _onednn_format(x, weight)
+    x, weight = x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt)
+    return torch.ops.mkldnn._convolution_transpose_pointwise(
+        x, weight, None, [0, 0], [0, 0], [stride, stride], [1, 1], groups, "none", [], ""
+    )
+
+
+def batch_one_is_invariant(device: torch.device | str, precision: str = "fp32") -> bool:
+    """Whether a batch of one row gives the bits it gets in a larger batch (else the sampling core pads it to two)."""
+    return torch.device(device).type == "cpu" and precision == "fp32" and torch.backends.mkldnn.is_available()
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d (same parameter names), batch-invariant in batch-invariant mode (``conv2d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros" or self.dilation != (1, 1) or isinstance(self.padding, str):
+            return super().forward(x)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -114,7 +194,7 @@ def upfirdn2d(
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = (f * gain).to(x.dtype).flip([0, 1])
     weight = f[None, None].repeat(c, 1, 1, 1)
-    x = F.conv2d(x, weight, groups=c)
+    x = conv2d(x, weight, groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
@@ -157,7 +237,7 @@ def conv2d_resample(
         else:
             o, i = w.shape[0] // groups, w.shape[1]
             wt = w.reshape(groups, o, i, kh, kw).transpose(1, 2).reshape(groups * i, o, kh, kw)
-        x = F.conv_transpose2d(x, wt, stride=up, groups=groups)
+        x = conv_transpose2d(x, wt, stride=up, groups=groups)
         return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=up * up)
     if down > 1:
         assert f is not None
@@ -166,10 +246,10 @@ def conv2d_resample(
         p1 = padding + (fw - down) // 2
         if kw == 1:
             x = upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
-            return F.conv2d(x, w, groups=groups)
+            return conv2d(x, w, groups=groups)
         x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
-        return F.conv2d(x, w, stride=down, groups=groups)
-    return F.conv2d(x, w, padding=padding, groups=groups)
+        return conv2d(x, w, stride=down, groups=groups)
+    return conv2d(x, w, padding=padding, groups=groups)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -296,9 +376,9 @@ def _modulated_conv2d_torch(
     o, i, kh, kw = weight.shape
     dcoefs = None
     if demodulate:
-        # Demodulation: each output channel gets unit expected variance for unit-variance input.
-        wmod = weight[None] * styles.reshape(n, 1, i, 1, 1)
-        dcoefs = (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        # Demodulation: each output channel gets unit expected variance for unit-variance input. sum((w s)^2) over
+        # (I, k, k) is styles^2 [N, I] times sum_k w^2 [I, O]: one small product instead of an [N, O, I, k, k] weight.
+        dcoefs = (linear(styles.square(), weight.square().sum(dim=[2, 3])) + 1e-8).rsqrt()  # [N, O]
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
@@ -652,7 +732,7 @@ class SNConv2d(_SpectralNormed):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.bias.to(x.dtype) if self.bias is not None else None
-        return F.conv2d(x, self.sn_weight().to(x.dtype), b, padding=self.padding)
+        return conv2d(x, self.sn_weight().to(x.dtype), b, padding=self.padding)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight_orig.shape

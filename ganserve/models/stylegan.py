@@ -36,11 +36,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganserve.models.config import MAX_CHANNELS, ModelConfig, check_power_of_two
-from ganserve.models.layers import AdaIN, EqualizedConv2d, bias_act, blur2d, setup_filter, upscale2d
+from ganserve.models.layers import AdaIN, EqualizedConv2d, bias_act, blur2d, conv2d, setup_filter, upscale2d
 from ganserve.models.progan import ProGANDiscriminator, Progressive, check_class_names
 from ganserve.models.stylegan2 import MappingNetwork
 
@@ -128,7 +127,7 @@ class StyleLayer(nn.Module):
         else:
             if self.up:
                 x = upscale2d(x)
-            x = F.conv2d(x, self.weight.to(x.dtype) * self.weight_gain, padding=1)
+            x = conv2d(x, self.weight.to(x.dtype) * self.weight_gain, padding=1)
             if self.blur:
                 x = blur2d(x, self.blur_filter)
         if noise_mode == "random":

@@ -36,24 +36,11 @@ MAX_CLASSES = 1 << 14
 MAX_TOKENS = 4096
 
 
-def invariant_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear, except in batch-invariant mode (``layers.batch_invariant``): a batched product with one [T, in] x
-    [in, out] matrix product per row, whose result does not depend on how many rows there are (BLAS picks other
-    kernels for other row counts; this keeps the per-row shape fixed). About as fast as F.linear at these sizes."""
-    if not getattr(layers._state, "batch_invariant", False):
-        return F.linear(x, weight, bias)
-    shape = x.shape
-    x3 = x.reshape(shape[0], -1, shape[-1]) if x.ndim != 2 else x[:, None, :]
-    w = weight.t().expand(x3.shape[0], *weight.t().shape)
-    y = torch.bmm(x3, w) if bias is None else torch.baddbmm(bias, x3, w)
-    return y.reshape(*shape[:-1], weight.shape[0])
-
-
 class Linear(nn.Linear):
     """nn.Linear (same parameter names) that is batch-invariant in batch-invariant mode."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return invariant_linear(x, self.weight, self.bias)
+        return layers.linear(x, self.weight, self.bias)
 
 
 @dataclass
@@ -125,12 +112,17 @@ class SelfAttention(nn.Module):
         self, x: torch.Tensor, pos: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One position: x [N, 1, C]; past_k / past_v [N, H, T, hd] hold the keys and values of positions < pos
-        (slots >= pos are ignored). Returns (y [N, 1, C], k [N, H, 1, hd], v [N, H, 1, hd])."""
+        (slots >= pos are ignored; eager, slot pos is overwritten with this position's). Returns (y [N, 1, C],
+        k [N, H, 1, hd], v [N, H, 1, hd])."""
         n, _, c = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         slots = torch.arange(past_k.shape[2], device=x.device).reshape(1, 1, -1, 1)
-        keys = torch.where(slots == pos, k, past_k)
-        values = torch.where(slots == pos, v, past_v)
+        if torch.is_grad_enabled() or layers._tracing():  # autograd and graphs: select the new slot, no writes
+            keys = torch.where(slots == pos, k, past_k)
+            values = torch.where(slots == pos, v, past_v)
+        else:  # inference: write this position into the caller's cache (slot pos is ignored on input), no copy
+            keys = past_k.index_copy_(2, pos.reshape(1), k.to(past_k.dtype)).to(k.dtype)
+            values = past_v.index_copy_(2, pos.reshape(1), v.to(past_v.dtype)).to(v.dtype)
         att = torch.matmul(q, keys.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))  # [N, H, 1, T]
         visible = slots.reshape(1, 1, 1, -1) <= pos
         att = att.masked_fill(~visible, float("-inf")).softmax(dim=-1)

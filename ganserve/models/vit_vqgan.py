@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ganserve.models.config import ModelConfig, check_power_of_two
-from ganserve.models.layers import VectorQuantizer
+from ganserve.models.layers import Conv2d, VectorQuantizer
 from ganserve.models.transformer import Block, Linear
 from ganserve.models.vqgan import MAX_CODEBOOK, PriorFieldsMixin, VQImageModel
 
@@ -70,7 +70,7 @@ def _block(cfg: ViTVQGANFirstStageConfig) -> Block:
 class ViTEncoder(nn.Module):
     def __init__(self, cfg: ViTVQGANFirstStageConfig) -> None:
         super().__init__()
-        self.patch_embed = nn.Conv2d(cfg.img_channels, cfg.dim, cfg.patch_size, cfg.patch_size)
+        self.patch_embed = Conv2d(cfg.img_channels, cfg.dim, cfg.patch_size, cfg.patch_size)
         self.pos_emb = nn.Parameter(torch.randn(1, cfg.code_size**2, cfg.dim) * 0.02)
         self.blocks = nn.Sequential(*[_block(cfg) for _ in range(cfg.enc_layers)])
         self.ln_f = nn.LayerNorm(cfg.dim)

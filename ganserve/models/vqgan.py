@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.models.config import ModelConfig, check_power_of_two
-from ganserve.models.layers import VectorQuantizer
+from ganserve.models.layers import Conv2d, VectorQuantizer
 from ganserve.models.transformer import GPTPrior, GPTPriorConfig
 
 MAX_CODEBOOK = 1 << 16
@@ -40,7 +40,7 @@ def norm(channels: int, groups: int) -> nn.GroupNorm:
 class Upsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv = Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -49,7 +49,7 @@ class Upsample(nn.Module):
 class Downsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, 2, 0)
+        self.conv = Conv2d(channels, channels, 3, 2, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
@@ -60,12 +60,12 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.norm1 = norm(in_channels, groups)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, 1, 1)
         self.norm2 = norm(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, 1, 1)
         if in_channels != out_channels:
-            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1, 1, 0)
+            self.nin_shortcut = Conv2d(in_channels, out_channels, 1, 1, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(nonlinearity(self.norm1(x)))
@@ -81,10 +81,10 @@ class AttnBlock(nn.Module):
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
         self.norm = norm(channels, groups)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.q = Conv2d(channels, channels, 1)
+        self.k = Conv2d(channels, channels, 1)
+        self.v = Conv2d(channels, channels, 1)
+        self.proj_out = Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
@@ -133,8 +133,10 @@ class VQGANFirstStageConfig(ModelConfig):
             raise ValueError(f"ema must be true or false, got {self.ema!r}")
         for name, lo, hi, most in (("ch_mult", 1, 64, 8), ("attn_resolutions", 1, 1024, 8)):
             v = getattr(self, name)
-            if not isinstance(v, (list, tuple)) or len(v) > most or any(
-                isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi for x in v
+            if (
+                not isinstance(v, (list, tuple))
+                or len(v) > most
+                or any(isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi for x in v)
             ):
                 raise ValueError(f"{name} must be a list of at most {most} integers in [{lo}, {hi}], got {v!r}")
             setattr(self, name, list(v))
@@ -157,7 +159,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VQGANFirstStageConfig) -> None:
         super().__init__()
         g, ch, mult = cfg.norm_groups, cfg.ch, cfg.ch_mult
-        self.conv_in = nn.Conv2d(cfg.img_channels, ch, 3, 1, 1)
+        self.conv_in = Conv2d(cfg.img_channels, ch, 3, 1, 1)
         in_mult = [1, *mult]
         res = cfg.resolution
         self.down = nn.ModuleList()
@@ -178,7 +180,7 @@ class Encoder(nn.Module):
         self.mid = _level(block_1=ResnetBlock(block_in, block_in, g, cfg.dropout), attn_1=AttnBlock(block_in, g),
                           block_2=ResnetBlock(block_in, block_in, g, cfg.dropout))  # fmt: skip
         self.norm_out = norm(block_in, g)
-        self.conv_out = nn.Conv2d(block_in, cfg.z_channels, 3, 1, 1)
+        self.conv_out = Conv2d(block_in, cfg.z_channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
@@ -199,7 +201,7 @@ class Decoder(nn.Module):
         g, ch, mult = cfg.norm_groups, cfg.ch, cfg.ch_mult
         block_in = ch * mult[-1]
         res = cfg.code_size
-        self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, 1, 1)
+        self.conv_in = Conv2d(cfg.z_channels, block_in, 3, 1, 1)
         self.mid = _level(block_1=ResnetBlock(block_in, block_in, g, cfg.dropout), attn_1=AttnBlock(block_in, g),
                           block_2=ResnetBlock(block_in, block_in, g, cfg.dropout))  # fmt: skip
         up: list[nn.Module] = []
@@ -218,7 +220,7 @@ class Decoder(nn.Module):
             up.insert(0, level)  # up[0] is the full-resolution level, as in taming
         self.up = nn.ModuleList(up)
         self.norm_out = norm(block_in, g)
-        self.conv_out = nn.Conv2d(block_in, cfg.img_channels, 3, 1, 1)
+        self.conv_out = Conv2d(block_in, cfg.img_channels, 3, 1, 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(z)
@@ -242,8 +244,8 @@ class VQGANFirstStage(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.quantize = VectorQuantizer(cfg.n_embed, cfg.embed_dim, beta=cfg.beta, ema=cfg.ema)
-        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
-        self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
+        self.quant_conv = Conv2d(cfg.z_channels, cfg.embed_dim, 1)
+        self.post_quant_conv = Conv2d(cfg.embed_dim, cfg.z_channels, 1)
 
     @property
     def code_shape(self) -> tuple[int, int]:
