@@ -14,7 +14,6 @@ import json
 import re
 import types
 import typing
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,22 +61,14 @@ def _literal_choices(annotation: Any) -> list[str]:
 
 
 def collect(families: Sequence[str] | None = None) -> list[CliField]:
-    """The request flags of ``families`` (default: every registered family), top-level fields first. A plugin family
-    that does not load is left out with a warning naming its entry point, so it never breaks the built-in ones."""
-    from ganserve.families import FamilyError, family_names, get_family
+    """The request flags of ``families`` (default: every registered family that loads), top-level fields first."""
+    from ganserve.families import get_family, loadable_families
 
     by_path: dict[str, CliField] = {}
-    for name in families or family_names():
-        try:
-            fam = get_family(name)
-        except FamilyError as e:
-            if families:
-                raise
-            warnings.warn(f"{e} (its request flags are left out)", RuntimeWarning, stacklevel=2)
-            continue
+    for fam in [get_family(n) for n in families] if families else loadable_families():
         for f in request_fields(fam.request):
             cf = by_path.setdefault(f.path, CliField(f))
-            cf.families.append(name)
+            cf.families.append(fam.name)
             default = f.info.default
             cf.defaults.append(None if default is PydanticUndefined else default)
             cf.choices += [c for c in _literal_choices(f.info.annotation) if c not in cf.choices]
@@ -125,10 +116,8 @@ def _help(cf: CliField, all_families: list[str], flags: dict[str, str]) -> str:
 
 def add_request_arguments(parser: argparse.ArgumentParser, families: Sequence[str] | None = None) -> list[CliField]:
     """Add one flag per request field (grouped as the hints say); returns the fields for ``request_from_args``."""
-    from ganserve.families import family_names
-
     fields = collect(families)
-    all_families = list(families or family_names())
+    all_families = list(families or {name for cf in fields for name in cf.families})
     flags = {cf.path: cf.flag for cf in fields}
     groups: dict[str, argparse._ArgumentGroup] = {}
     for group in [*GROUPS, *(cf.field.hint.group for cf in fields)]:

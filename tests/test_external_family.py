@@ -251,7 +251,25 @@ def test_a_broken_plugin_is_named_and_leaves_the_others_working(plugin, tmp_path
         with pytest.warns(RuntimeWarning, match="brokengan"):
             paths = {cf.path for cf in cli_fields.collect()}
         assert {"brightness", "truncation_psi"} <= paths  # the good plugin's and the built-ins' flags stay
+        with pytest.raises(families.FamilyError, match="brokengan"):  # asked for by name: its own error
+            cli_fields.collect(["brokengan"])
     assert "brokengan" not in families.family_names()
+
+
+def test_the_cli_works_beside_a_broken_plugin(plugin, tmp_path, monkeypatch):
+    """A package whose family does not import costs a warning naming it, not the CLI: the toy family still samples."""
+    root = tmp_path / "broken"
+    files = {"ganplugin_broken/__init__.py": "", "ganplugin_broken/family.py": "import not_a_module_anywhere\n"}
+    _write_dist(root, "ganplugin_broken", "[ganserve.families]\nbrokengan = ganplugin_broken.family\n", files)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ["PYTHONPATH"]]))
+    path = _checkpoint(tmp_path)
+    out = tmp_path / "x.npy"
+    cmd = ganserve_cmd("sample", "--model", str(path), "--seeds", "2", "--brightness", "-0.25", "--out", str(out))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "brokengan" in proc.stderr and "ganplugin_broken 0.1" in proc.stderr and "Traceback" not in proc.stderr
+    model = ganserve.load(path)
+    assert np.array_equal(np.load(out), model.sample(seeds=[2], brightness=-0.25).images)
 
 
 def test_a_plugin_cannot_replace_a_built_in_family(tmp_path):

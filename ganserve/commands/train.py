@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any
 
-from ganserve.families import family_names, get_family
+from ganserve.families import loadable_families
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -84,11 +84,10 @@ def _family_options(p: argparse.ArgumentParser, options_cls: type) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a generator (resumable; writes grids, state and a shippable checkpoint)")
     families = p.add_subparsers(dest="family", required=True, metavar="FAMILY")
-    for name in family_names():
-        fam = get_family(name)
+    for fam in loadable_families():  # a plugin family that does not load is left out with a warning
         if fam.training is None:
             continue
-        fp = families.add_parser(name, help=fam.description.split(":")[0] or name)
+        fp = families.add_parser(fam.name, help=fam.description.split(":")[0] or fam.name)
         _common(fp)
         _family_options(fp, fam.training_class().Options)
     return p

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,7 @@ _LOADED: dict[str, Family] = {}
 # sys.path -> the group's entry points: one scan of every installed distribution costs ~30 ms, and the CLI asks for
 # the names several times while building its flags. A new sys.path (a plugin folder added) scans again.
 _SCANNED: tuple[tuple[str, ...], dict[str, metadata.EntryPoint]] | None = None
+_WARNED: set[str] = set()  # plugins already reported as not loading
 
 
 class FamilyError(KeyError):
@@ -188,6 +190,21 @@ def family_names() -> list[str]:
     """Every registered family: built-in, declared by an installed package's entry point, or added with
     ``register_family``. Lists names only; no family module is imported."""
     return sorted({*BUILTIN, *_entry_points(), *_LOADED})
+
+
+def loadable_families() -> list[Family]:
+    """Every registered family that loads, for front ends that list them all (the CLI's flags, ``ganserve train``'s
+    commands): a plugin that does not load is left out with a RuntimeWarning naming its entry point, so one broken
+    package never takes the others down."""
+    out = []
+    for name in family_names():
+        try:
+            out.append(get_family(name))
+        except FamilyError as e:
+            if str(e) not in _WARNED:  # once per process, however many front ends list the families
+                _WARNED.add(str(e))
+                warnings.warn(f"{e} (left out)", RuntimeWarning, stacklevel=2)
+    return out
 
 
 def get_family(name: str) -> Family:
