@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="images per generator call (and per timed call)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds: fp32 and every precision alternated")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's count)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads; None: torch's count")
     p.add_argument("--request", default="{}", help="extra request fields as JSON")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganserve.backends import BACKENDS, load_backend
+from ganserve.backends import backend_names, load_backend
 from ganserve.benchmarks.timing import cli_command, compare, set_threads
 from ganserve.precision import PRECISIONS
 from ganserve.sampling import describe, plan, render
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="eager",
-        help=f"one of: {', '.join(sorted(BACKENDS))} (as registered), or several comma-separated "
+        help=f"one of: {', '.join(backend_names())}, or several comma-separated "
         "(e.g. eager,onnx): timed alternately call by call, each one's paired speed-up over the first",
     )
     p.add_argument("--batch-sizes", default="1,8,32", help="comma-separated batch sizes")
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="intra-op threads for torch and every graph backend alike (default: torch's count)",
+        help="intra-op threads for torch and every graph backend alike; None: torch's count",
     )
     p.add_argument(
         "--reference",
