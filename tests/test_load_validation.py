@@ -155,3 +155,13 @@ def test_loading_imports_no_dynamo():
     proc = subprocess.run([sys.executable, "-c", LOAD_ALL, *BUNDLED], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "none"
+
+
+def test_cold_load_bench_runs_both_candidates(capsys):
+    from ganserve.benchmarks.load import main
+
+    assert main(["--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plain      median" in out and "imports torch._dynamo, sympy, triton" in out
+    assert "shape_only median" in out and "imports none of torch._dynamo/sympy/triton" in out
+    assert "shape_only vs plain: " in out
