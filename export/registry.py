@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganserve.families import family_names, get_family
+from ganserve.families import get_family, loadable_families
 
 # Family -> exporter class; a family names the module that registers it (``Family.exporter``), imported lazily.
 EXPORTERS: dict[str, type[Exporter]] = {}
@@ -110,7 +110,7 @@ def register_exporter(family: str) -> Callable[[type[Exporter]], type[Exporter]]
 
 
 def exportable_families() -> list[str]:
-    return [name for name in family_names() if get_family(name).exporter]
+    return [fam.name for fam in loadable_families() if fam.exporter]
 
 
 def get_exporter(family: str) -> Exporter:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ganserve.families import family_names
+from ganserve.families import loadable_families
 from ganserve.requests import request_json_schema
 
 ERROR_SCHEMA = {
@@ -52,7 +52,7 @@ HEADERS = {
 def build_openapi() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, "ImageList": IMAGE_LIST_SCHEMA}
     refs = []
-    for family in family_names():
+    for family in (fam.name for fam in loadable_families()):
         schema = request_json_schema(family)
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub
