@@ -94,7 +94,10 @@ def _build(path: Path, family: str, spec: Part, config: dict[str, Any], tensors:
         # e.g. a size the family derives from the config (channel_base // resolution) coming out as zero
         raise CheckpointError(path, f"invalid {what}: building it fails ({type(e).__name__}: {e})") from None
     check_state_shapes(path, skeleton.state_dict(), tensors, part)
-    module = spec.build(cfg)
+    try:
+        module = spec.build(cfg)
+    except (TypeError, ValueError, ArithmeticError, RuntimeError, IndexError, KeyError) as e:
+        raise CheckpointError(path, f"invalid {what}: building it fails ({type(e).__name__}: {e})") from None
     expected = module.state_dict()  # dtypes from the real module: the skeleton is trusted for names and shapes only
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return module

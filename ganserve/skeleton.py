@@ -23,8 +23,9 @@ T = TypeVar("T")
 
 
 def _writes_first_argument(func: torch._ops.OpOverload) -> bool:
+    """An in-place op that keeps its input's shape (in-place views, unsqueeze_ or resize_, change it: they run)."""
     schema = func._schema
-    if not schema.arguments or schema.name.endswith("resize_"):  # resize_ changes the shape: let it run
+    if not schema.arguments or torch.Tag.inplace_view in func.tags:
         return False
     alias = schema.arguments[0].alias_info
     return alias is not None and alias.is_write and not schema.arguments[0].kwarg_only

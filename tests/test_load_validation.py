@@ -131,7 +131,8 @@ def test_skeleton_ops_give_torch_shapes_and_dtypes():
         i = torch.randint(0, 4, [2, 3])
         return [x / 2, x * torch.ones(4, 1), i / i, i // 2, i > 1, x.sum(), x.sum(dim=[0, 2], keepdim=True),
                 torch.linalg.vector_norm(x, dim=-1), torch.full([2], 7), x.normal_(), torch.sqrt(i),
-                x.to(torch.float16) + torch.zeros((), dtype=torch.float64)]  # fmt: skip
+                x.to(torch.float16) + torch.zeros((), dtype=torch.float64), torch.ones(3, 4).unsqueeze_(0),
+                torch.ones(3, 4).t_(), torch.zeros(2).mul_(3)]  # fmt: skip
 
     with torch.device("meta"):
         plain = build()
