@@ -118,4 +118,4 @@ def test_cli_edits(tiny_models_dir, tmp_path, monkeypatch):
     assert np.array_equal(np.load(out), want)
     bad = subprocess.run(ganserve_cmd("sample", "--model", "tiny", "--edit", "x", "--out", str(tmp_path / "b.png")),
                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and "--edit expects K:AMOUNT" in bad.stderr
+    assert bad.returncode == 2 and "--edit 'x': expected K:AMOUNT" in bad.stderr
