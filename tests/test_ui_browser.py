@@ -128,6 +128,16 @@ def fill_text(page, selector: str, value: str, key: str = "Tab") -> None:
     raise AssertionError(f"{selector} would not keep the value {value!r}")
 
 
+def wait_alt(page, *texts: str, selector: str = "#image img") -> tuple[str, bytes]:
+    """Wait until the image's alt text holds every text (the page renders on arrival, so an image is always there:
+    wait for the one asked for); its src and PNG."""
+    page.wait_for_function(
+        "([sel, ts]) => { const a = document.querySelector(sel)?.alt || ''; return ts.every(t => a.includes(t)); }",
+        arg=[selector, list(texts)],
+    )
+    return shown_png(page, selector)
+
+
 def query(page) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
 
@@ -142,14 +152,15 @@ def refusal(page) -> str:
 
 def test_generate_restore_twice_and_render(page, app_url, models, tmp_path):
     open_page(page, app_url)
-    assert page.locator("#image img").count() == 0
+    # The first visit shows the default image (seed 0) with no click.
+    _, png0 = wait_alt(page, "tiny, seed 0,")
+    np.testing.assert_array_equal(pixels(png0), sample(models["tiny"], seeds=[0]).images[0])
     set_number(page, "#seed", "42")
     set_number(page, "#psi", "0.5")
     t0 = time.perf_counter()
     page.click("#generate")
-    page.wait_for_selector("#image img")
+    src, png = wait_alt(page, "seed 42,", "ψ 0.5")
     TIMINGS["generate (click to image)"] = time.perf_counter() - t0
-    src, png = shown_png(page)
     want = sample(models["tiny"], seeds=[42], truncation_psi=0.5)
     np.testing.assert_array_equal(pixels(png), want.images[0])
     assert read_png_params(png) == want.params[0]
@@ -222,8 +233,7 @@ def test_url_state_round_trip(page, browser, app_url, models):
 def test_live_controls_collapse_to_the_latest(page, app_url, models):
     open_page(page, app_url)
     set_number(page, "#seed", "10", key="Enter")
-    page.wait_for_selector("#image img")
-    src, _ = shown_png(page)
+    src, _ = wait_alt(page, "seed 10,")
     # One arrow key: seed + 1, rendered.
     page.locator("#seed input").focus()
     t0 = time.perf_counter()
@@ -254,8 +264,7 @@ def test_live_controls_collapse_to_the_latest(page, app_url, models):
 def test_bad_inputs_are_refused_not_clamped(page, app_url):
     open_page(page, app_url)
     set_number(page, "#seed", "5", key="Enter")
-    page.wait_for_selector("#image img")
-    src, _ = shown_png(page)
+    src, _ = wait_alt(page, "seed 5,")
     cases = [
         ("#psi", "", "Tab", "Truncation ψ: enter a number between -1 and 2", "1"),
         ("#psi", "5", "Tab", "Truncation ψ: 5 is not between -1 and 2", "1"),
@@ -292,8 +301,7 @@ def test_direction_sliders_and_strips(page, app_url, models):
     G = models["tiny"]
     open_page(page, app_url)
     set_number(page, "#seed", "4", key="Enter")
-    page.wait_for_selector("#image img")
-    src, png0 = shown_png(page)
+    src, png0 = wait_alt(page, "seed 4,")
     t0 = time.perf_counter()
     page.locator("#directions").get_by_text("Semantic directions").click()
     page.wait_for_selector("#strip-9 img", state="attached")

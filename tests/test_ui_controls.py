@@ -100,8 +100,14 @@ def test_restore_from_png_round_trip_and_refusals():
     assert (r.seed, r.truncation_psi) == (31, 0.25)
     with pytest.raises(ValueError, match="carries no ganserve parameters"):
         restore_from_png(encode_png(np.zeros((4, 4, 3), np.uint8)))
-    with pytest.raises(ValueError, match="not a readable PNG"):
-        restore_from_png(b"definitely not a png")
+    # Not a PNG (text, a JPEG) or a damaged one: one readable line, never PIL's "<_io.BytesIO object at 0x...>".
+    jpeg = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(jpeg, format="JPEG")
+    for data, message in ((b"definitely not a png", "not a PNG image"), (jpeg.getvalue(), "not a PNG image"),
+                          (png[:40], "the PNG could not be read")):  # fmt: skip
+        with pytest.raises(ValueError, match=message) as e:
+            restore_from_png(data)
+        assert "BytesIO" not in str(e.value) and "0x" not in str(e.value)
     with pytest.raises(ValueError, match="hold no seeds"):
         restore_from_png(encode_png(np.zeros((4, 4, 3), np.uint8), {"something": "else"}))
 

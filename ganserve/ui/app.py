@@ -85,6 +85,26 @@ MODEL_NUMBERS = (
     *[f"edit_{k}" for k in range(MAX_SLIDERS)],
 )
 COMMON_KEYS = ("psi", "cutoff", "noise", "class", "temp", "top_k", "top_p")
+PSI_STEP, TEMP_STEP = 0.05, 0.01
+# The settings whose defaults no model changes (the controls start with them; ``model_defaults`` adds the rest).
+PAGE_DEFAULTS: dict[str, Any] = {
+    "w": "",
+    "top_k": 0,
+    "top_p": 1.0,
+    "seed": 0,
+    "grid": "0-15",
+    "grid_classes": [],
+    "rows": "0-3",
+    "cols": "10-13",
+    "from": 0,
+    "to": 1,
+    "frames": 8,
+    "to_class": -1,
+    "browse": 0,
+    "send_to": "seed",
+    "edit_layers": ALL_LAYERS,
+    **{f"edit_{k}": 0.0 for k in range(MAX_SLIDERS)},
+}
 
 
 def _message(e: Exception) -> str:
@@ -145,8 +165,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     )
                     use_seeds = gr.Button("Use seeds", size="sm", elem_id="use-seeds")
                 C["psi"] = gr.Slider(
-                    **_slider(spec0, "truncation_psi", -1, 2, 1.0),
-                    step=0.05,
+                    **_slider(spec0, "truncation_psi", -1, 2, 1.0, PSI_STEP),
+                    step=PSI_STEP,
                     label="Truncation ψ",
                     elem_id="psi",
                     visible=spec0.has("truncation_psi"),
@@ -170,7 +190,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 )
                 C["class"] = gr.Dropdown(
                     _picker_choices(spec0),
-                    value=0 if spec0.class_picker else None,
+                    value=model_defaults(spec0)["class"],
                     label="Class",
                     visible=spec0.class_picker,
                     # API callers may pick a class of any served model, not only of the one the page shows first.
@@ -179,7 +199,10 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 )
                 with gr.Group(visible=spec0.vq_sampling) as vq_group:
                     C["temp"] = gr.Slider(
-                        **_slider(spec0, "temperature", 0.01, 10, 1.0), step=0.01, label="Temperature", elem_id="temp"
+                        **_slider(spec0, "temperature", 0.01, 10, 1.0, TEMP_STEP),
+                        step=TEMP_STEP,
+                        label="Temperature",
+                        elem_id="temp",
                     )
                     C["top_k"] = gr.Number(0, precision=0, minimum=0, label="Top-k (0 = off)", elem_id="top-k")
                     C["top_p"] = gr.Slider(0.01, 1.0, value=1.0, step=0.01, label="Top-p (1 = off)", elem_id="top-p")
@@ -407,6 +430,9 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         grid_params, mix_params, ip_params, browse_params = gr.State([]), gr.State([]), gr.State([]), gr.State([])
         panel_open, strips_key = gr.State(False), gr.State(None)
         shown_model = gr.State(first)  # the model the controls were last set up for
+        # The load event has set the page up. A hidden control, not a State: an event sends the page's values as they
+        # were when it fired, and a State is read when it runs (a tab's select at mount would see True).
+        loaded = gr.Checkbox(False, visible=False)
         url_box = gr.Textbox("", visible=False)
         seed_go = gr.Button("render seed", visible="hidden", elem_id="seed-go")
         restore_api_file = gr.File(type="binary", visible=False, label="PNG made by ganserve")
@@ -478,6 +504,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             "tab": tab_state,
             "shown_model": shown_model,
             "restore": restore_file,
+            "loaded": loaded,
         }
         page_outputs = list(dict.fromkeys(OUT.values()))
         page_inputs = {
@@ -490,6 +517,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             panel_open,
             strips_key,
             shown_model,
+            loaded,
             restore_file,
             region_image,
             region_box,
@@ -586,6 +614,21 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             action.__name__ = f"render_{tab or 'current'}"
             return action
 
+        # A tab opened for the first time shows its default at once (projection and VQ wait for an upload).
+        TAB_OUTPUTS = {"seed": [image], "grid": [grid_gallery], "mix": [mix_gallery], "interp": [ip_gallery],
+                       "browse": [browse_gallery]}  # fmt: skip
+
+        def arrive(tab: str) -> Callable[..., dict[str, Any]]:
+            def action(v: dict[str, Any], d: dict[Any, Any]) -> dict[str, Any]:
+                if not d.get(loaded):  # the tabs' own select as the page mounts: the load event renders
+                    return {}
+                if any(d.get(c) for c in TAB_OUTPUTS[tab]):
+                    return {"tab": tab}
+                return {**shown(tab, v), "tab": tab}
+
+            action.__name__ = f"arrive_{tab}"
+            return action
+
         # ---- direction strips ------------------------------------------------------------------------------------
         def strip_settings(v: dict[str, Any]) -> tuple:
             keys = ("model", "w", "seed", *COMMON_KEYS, "edit_method", "edit_layers", "edit_first", "edit_last")
@@ -635,6 +678,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 C["class"].input,
                 C["temp"].release,
                 C["top_k"].submit,
+                C["top_k"].blur,  # Tab out of the box renders too
                 C["top_p"].release,
                 C["w"].submit,
                 C["edit_method"].input,
@@ -753,6 +797,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         for key, item in tab_items.items():
             item.select(lambda key=key: key, None, tab_state, queue=False, api_visibility="private")
             item.select(None, None, None, js=f"() => gsSetTab('{key}')", api_visibility="private")
+            if key in TAB_OUTPUTS:
+                on([item.select], arrive(key), inputs={*page_inputs, *TAB_OUTPUTS[key]})
 
         directions.expand(lambda: True, None, panel_open, queue=False, api_visibility="private").then(
             lambda d: strips_event(d, force=True),
@@ -771,8 +817,10 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
 
         # ---- model switch ------------------------------------------------------------------------------------------
         def switch_model(v: dict[str, Any], d: dict[Any, Any]) -> dict[str, Any]:
-            info = ex.info(v["model"])
             prev = d.get(shown_model)
+            if prev == v["model"] or not v["model"]:  # set by the page itself (a link, a restore): already shown
+                return {}
+            info = ex.info(v["model"])
             if prev and prev != v["model"] and prev in backend.models():
                 # Settings that meant "the default" for the previous model mean it for the new one too.
                 before = ex.spec(prev)
@@ -796,7 +844,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 )
             return out
 
-        on([C["model"].select], switch_model)
+        # change, not select: a model chosen with the keyboard (type, arrows, Enter) switches the page too.
+        on([C["model"].change], switch_model)
 
         # ---- restore from a PNG: set the controls, render, and clear the drop zone for the next file ----------------
         def restored(r: Restored, v: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -884,7 +933,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     log.exception("unexpected error in projection")
                 msg = _message(e)
                 gr.Warning(msg, title="Not projected")
-                return {status: f"⚠ {msg}"}
+                # The last reconstruction and its PSNR belong to another image: cleared, not left as this one's.
+                return {status: f"⚠ {msg}", proj_info: f"⚠ Not projected: {msg}", proj_result: None}
             v["w"] = r["w"]
             return {
                 proj_result: gr.update(value=r["proj_result"], alt_text=r["proj_alt"]),
@@ -918,17 +968,21 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             query = dict(request.query_params) if request is not None else {}
             wanted, errors = urlstate.decode(query)
             ready = f"Ready: {len(names)} model{'s' if len(names) != 1 else ''} from {backend.label}."
-            if not wanted:
-                return {**out, "status": ready}
+            if not wanted:  # the first visit: the default image at once, not an empty panel
+                out["loaded"] = True
+                try:
+                    return {**out, **shown("seed", v), "status": ready}
+                except (BackendError, ValueError) as e:
+                    return {**out, "status": f"{ready} ⚠ {_message(e)}"}
             name = wanted.get("model", current)
             if name not in names:
                 errors.append(f"model: '{name}' is not served here")
                 name = current
             info = ex.info(name)
-            upd = _model_updates(info, wanted.get("cutoff", v.get("cutoff")), wanted.get("class", v.get("class")), v)
-            out.update({f"model:{k}": u for k, u in upd.items()})
-            v.update(_new_values(upd), model=name)
             spec = ControlSpec.from_info(info)
+            # A setting the link leaves out means this model's default, never the page's value for the first model.
+            v.update(model_defaults(spec), model=name)
+            out.update({f"model:{k}": u for k, u in _model_updates(info, v["cutoff"], v["class"], v).items()})
             for key, value in wanted.items():
                 if key in ("model", "tab"):
                     continue
@@ -936,8 +990,9 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     v[key] = _check_url_value(key, value, spec)
                 except (BackendError, ValueError) as e:
                     errors.append(f"{key}: {e.message if isinstance(e, BackendError) else e}")
-                    continue
-                out[f"set:{key}"] = gr.update(value=v[key])
+            for key in C:  # every control: the link's value or the model's default
+                if key != "model":
+                    out[f"set:{key}"] = gr.update(value=v[key])
             out["set:model"] = gr.update(choices=names, value=name)
             for pair, flag in (
                 (("first", "last"), v.get("layers") == "custom"),
@@ -946,7 +1001,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 for key in pair:
                     out[f"set:{key}"] = gr.update(value=v.get(key), visible=flag)
             tab = wanted.get("tab", "seed")
-            out["tabs"], out["tab"], out["shown_model"] = gr.Tabs(selected=tab), tab, name
+            out["tabs"], out["tab"], out["shown_model"], out["loaded"] = gr.Tabs(selected=tab), tab, name, True
             if errors:
                 gr.Warning("Some settings in the link were refused: " + "; ".join(errors), title="Link")
             try:
@@ -1304,12 +1359,40 @@ def _gallery(label: str, elem_id: str, **kwargs: Any) -> Any:
     )
 
 
-def _slider(spec: ControlSpec, name: str, lo: float, hi: float, default: float) -> dict[str, float]:
+def _slider(spec: ControlSpec, name: str, lo: float, hi: float, default: float, step: float = 0.01) -> dict[str, float]:
+    """A slider's bounds and start for a schema field: an exclusive minimum starts one step above it (a slider
+    cannot leave out its end, and the server refuses the bound itself: BigGAN's psi in (0, 1])."""
     r = spec.ranges.get(name)
     if r is None:
         return {"minimum": lo, "maximum": hi, "value": default}
+    minimum = round(r.minimum + step, 6) if r.exclusive_minimum else r.minimum
     value = r.default if isinstance(r.default, (int, float)) else default
-    return {"minimum": r.minimum, "maximum": r.maximum, "value": min(max(value, r.minimum), r.maximum)}
+    return {"minimum": minimum, "maximum": r.maximum, "value": min(max(value, minimum), r.maximum)}
+
+
+def model_defaults(spec: ControlSpec) -> dict[str, Any]:
+    """Every setting's default for a model, keyed as ``urlstate.KEYS``: what a setting missing from a link means
+    (never the values the page was built with for another model)."""
+    top = max(spec.num_ws, 1)
+    last_w = max(top - 1, 1)
+    steps = spec.ranges.get("project_steps")
+    noise = spec.choices.get("noise_mode", ("const",))
+    return {
+        **PAGE_DEFAULTS,
+        "psi": _slider(spec, "truncation_psi", -1, 2, 1.0, PSI_STEP)["value"],
+        "cutoff": top,
+        "noise": "const" if "const" in noise else noise[0],
+        "class": (FROM_SEED if spec.class_from_seed else 0) if spec.class_picker else None,
+        "temp": _slider(spec, "temperature", 0.01, 10, 1.0, TEMP_STEP)["value"],
+        "layers": spec.mix_presets[0],
+        "first": 0,
+        "last": min(3, last_w),
+        "space": _space_value(spec),
+        "steps": int(steps.default or 300) if steps else 300,
+        "edit_method": _method_value(spec),
+        "edit_first": 0,
+        "edit_last": last_w,
+    }
 
 
 def _class_choices(spec: ControlSpec) -> list[tuple[str, int]]:
@@ -1388,8 +1471,8 @@ def _model_updates(info: ModelInfo, cutoff_value: Any, cls_value: Any, v: dict[s
     except (TypeError, ValueError):
         cutoff = top
     cls = _class_index(cls_value, spec.classes, spec.class_from_seed)
-    psi = _slider(spec, "truncation_psi", -1, 2, 1.0)
-    temp = _slider(spec, "temperature", 0.01, 10, 1.0)
+    psi = _slider(spec, "truncation_psi", -1, 2, 1.0, PSI_STEP)
+    temp = _slider(spec, "temperature", 0.01, 10, 1.0, TEMP_STEP)
     presets = spec.mix_presets
     layers = v.get("layers") if v.get("layers") in presets else presets[0]
     methods = spec.direction_methods or ("sefa",)

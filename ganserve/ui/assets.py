@@ -40,9 +40,21 @@ CSS = """
   white-space: nowrap; }
 .gs-figure img { display: block; }
 .gs-download { font-size: 13px; display: inline-block; margin-top: 4px; }
-/* Keyboard focus is visible on sliders and number boxes. */
-input[type=range]:focus-visible, input[type=number]:focus-visible, button:focus-visible {
+/* Keyboard focus is visible on sliders, number boxes, radios and checkboxes. */
+input[type=range]:focus-visible, input[type=number]:focus-visible, button:focus-visible,
+input[type=radio]:focus-visible, input[type=checkbox]:focus-visible {
   outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }
+/* Text at 4.5:1 or more (WCAG AA) on the theme's light backgrounds: hints, slider ends, labels, the footer, the
+   primary buttons and chosen radios, the parameters' JSON (the theme's greys and indigo-400s are 2.1-4.47:1). */
+.info-text, .min_value, .max_value, .or, footer, footer button, footer a, footer div { color: #4b5563 !important; }
+[data-testid=block-info], [data-testid=block-label], button[role=tab].selected {
+  color: #4338ca !important; }
+[data-testid=block-label] { background: #fff !important; }
+button.primary, label.selected[data-testid$=-radio-label] { background: #4f46e5 !important; color: #fff !important; }
+button.primary:hover { background: #4338ca !important; }
+#restore .wrap { color: #4338ca !important; }
+#params span { color: #1f2937 !important; }
+#params .key { color: #9a3412 !important; }
 input[aria-invalid=true] { outline: 2px solid #dc2626 !important; }
 #gs-refusal { position: fixed; top: 12px; left: 50%; transform: translateX(-50%); z-index: 1000; max-width: 90vw;
   background: #fef2f2; color: #7f1d1d; border: 1px solid #dc2626; border-radius: 8px; padding: 10px 14px;
@@ -159,9 +171,21 @@ _JS = r"""
   window.addEventListener('blur', refuse, true);
   window.addEventListener('focusout', refuse, true);
   window.addEventListener('keypress', (e) => { if (e.key === 'Enter') refuse(e); }, true);
+  // A slider renders on release, which Gradio sends on pointerup and on leaving its box only: Enter in its box and
+  // keys that move it (arrows, Home, End, Page Up / Down) release it too.
+  function sliderOf(t) {
+    if (!(t instanceof HTMLInputElement) || (t.type !== 'number' && t.type !== 'range')) return null;
+    return blockOf(t)?.querySelector('input[type=range]') ? t : null;
+  }
+  function release(t) { t.dispatchEvent(new PointerEvent('pointerup', { bubbles: true })); }
+  const MOVES = ['ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight', 'Home', 'End', 'PageUp', 'PageDown'];
+  window.addEventListener('keyup', (e) => {
+    const t = sliderOf(e.target);
+    if (t && MOVES.includes(e.key) && !(t.type === 'number' && problem(t))) release(t);
+  }, true);
   window.addEventListener('keydown', (e) => {
     const t = e.target;
-    if (e.key === 'Enter') { refuse(e); return; }
+    if (e.key === 'Enter') { if (!refuse(e) && sliderOf(t)) release(t); return; }
     // Seed +/- 1 with the arrow keys: the box shows the new seed at once, renders collapse to the latest.
     if ((e.key === 'ArrowUp' || e.key === 'ArrowDown') && !e.altKey && !e.ctrlKey && !e.metaKey
         && t instanceof HTMLInputElement && t.closest('#seed')) {

@@ -27,6 +27,7 @@ class Range:
     minimum: float
     maximum: float
     default: float | None
+    exclusive_minimum: bool = False  # the minimum itself is refused (BigGAN's psi in (0, 1])
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,9 @@ def _members(prop: dict[str, Any]) -> list[dict[str, Any]]:
 def _range(prop: dict[str, Any]) -> Range | None:
     for m in _members(prop):
         if m.get("type") in ("number", "integer") and ("minimum" in m or "exclusiveMinimum" in m) and "maximum" in m:
-            lo = m.get("minimum", m.get("exclusiveMinimum"))
-            return Range(float(lo), float(m["maximum"]), prop.get("default"))
+            exclusive = "minimum" not in m
+            lo = m["exclusiveMinimum"] if exclusive else m["minimum"]
+            return Range(float(lo), float(m["maximum"]), prop.get("default"), exclusive)
     return None
 
 

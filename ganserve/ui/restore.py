@@ -117,11 +117,17 @@ def restore_from_params(params: dict[str, Any]) -> Restored:
     return r
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def restore_from_png(data: bytes) -> Restored:
+    # Checked before PIL reads it: PIL's own error names the in-memory file object ("<_io.BytesIO object at 0x...>").
+    if not isinstance(data, (bytes, bytearray)) or bytes(data[:8]) != PNG_SIGNATURE:
+        raise ValueError("not a PNG image: drop a PNG made by ganserve (a JPEG or a re-saved copy has no settings)")
     try:
-        params = read_png_params(data)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ValueError(f"not a readable PNG image ({e})") from None
+        params = read_png_params(bytes(data))
+    except (OSError, ValueError, SyntaxError):
+        raise ValueError("the PNG could not be read (a damaged or truncated file)") from None
     if not params:
         raise ValueError("this PNG carries no ganserve parameters (was it made by ganserve and saved as PNG?)")
     return restore_from_params(params)

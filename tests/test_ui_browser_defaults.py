@@ -1,0 +1,157 @@
+"""In a real headless browser (Debian's chromium via Playwright), on a page built for a BigGAN model first (as a
+checkpoints folder sorted by name is): partial links mean the linked model's own defaults, the first visit and each
+tab render on arrival, the keyboard paths (model by keys, slider keys, Enter in a slider's box, Tab out of top-k)
+render, and BigGAN's psi slider never offers the value its server refuses.
+
+Every wait is on a condition in the page (an image's alt text, the URL, a count), never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("playwright.sync_api")
+
+import ganserve
+from ganserve.images import read_png_params
+from ganserve.sampling import sample
+from ganserve.ui.app import build_app, launch
+from ganserve.ui.backend import LocalBackend
+from tests.test_ui_browser import browser, open_page, pixels, query, refusal, set_number, shown_png  # noqa: F401
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
+
+
+@pytest.fixture(scope="module")
+def paths(tiny_models_dir, tmp_path_factory):
+    from tests import vq_fixtures
+    from tests.family_fixtures import make_tiny_biggan, save_tiny
+
+    folder = tmp_path_factory.mktemp("mixed")
+    # BigGAN first: the page is built for it, and links to the StyleGAN2 model must not inherit its values.
+    return {
+        "tiny-biggan": save_tiny(folder, "tiny-biggan", make_tiny_biggan()),
+        "tiny": tiny_models_dir / "tiny.safetensors",
+        "tiny-vqgan": vq_fixtures.save_tiny(folder, "vqgan"),
+    }
+
+
+@pytest.fixture(scope="module")
+def url(paths):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = build_app(LocalBackend(paths))
+    _, address, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
+    yield address
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def G(paths):
+    return {name: ganserve.load(p) for name, p in paths.items()}
+
+
+@pytest.fixture()
+def page(browser):  # noqa: F811
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(60_000)
+    yield pg
+    pg.close()
+
+
+def wait_alt(page, *texts: str, selector: str = "#image img") -> bytes:
+    """Wait until the image's alt text holds every text; its PNG."""
+    page.wait_for_function(
+        "([sel, ts]) => { const a = document.querySelector(sel)?.alt || ''; return ts.every(t => a.includes(t)); }",
+        arg=[selector, list(texts)],
+    )
+    return shown_png(page, selector)[1]
+
+
+def thumbs(page, gallery: str, n: int):
+    items = page.locator(f"#{gallery} .thumbnail-item img")
+    items.nth(n - 1).wait_for()
+    return items
+
+
+def test_partial_links_mean_the_models_own_defaults(page, url, G):
+    # psi=0 with every w truncated is the average image: not cutoff 1 (the BigGAN's single w).
+    open_page(page, f"{url}?model=tiny&seed=42&psi=0")
+    png = wait_alt(page, "seed 42", "ψ 0")
+    want = sample(G["tiny"], seeds=[42], truncation_psi=0.0)
+    assert read_png_params(png) == want.params[0]  # no truncation_cutoff written into the PNG
+    np.testing.assert_array_equal(pixels(png), want.images[0])
+    assert read_png_params(png) == want.params[0]  # no truncation_cutoff written into the PNG
+    page.wait_for_function("() => location.search.includes('seed=42')")
+    q = query(page)
+    assert (q["cutoff"], q["layers"], q["model"]) == ("6", "coarse", "tiny")
+    assert page.locator("#cutoff input[type=number]").input_value() == "6"
+
+    # The grid tab from a partial link: the model's images, none broken.
+    open_page(page, f"{url}?tab=grid&model=tiny&grid=0-3&psi=0")
+    items = thumbs(page, "grid-gallery", 4)
+    assert items.count() == 4
+    for k in range(4):
+        png = page.request.get(items.nth(k).get_attribute("src")).body()
+        np.testing.assert_array_equal(pixels(png), sample(G["tiny"], seeds=[k], truncation_psi=0.0).images[0])
+
+    # Style mixing from a link with only the model: the model's first group (coarse), not BigGAN's [0, 1].
+    open_page(page, f"{url}?tab=mix&model=tiny")
+    items = thumbs(page, "mix-gallery", 16)
+    assert read_png_params(page.request.get(items.first.get_attribute("src")).body())["style_mix"]["layers"] == "coarse"
+    assert page.locator("#mix-layers input:checked").get_attribute("value") == "coarse"
+    page.wait_for_function("() => location.search.includes('layers=coarse')")  # written after the render
+
+
+def test_first_visit_and_each_tab_render_on_arrival(page, url, G):
+    open_page(page, url)  # no query: the first model's default image, no click
+    png = wait_alt(page, "tiny-biggan", "seed 0")
+    np.testing.assert_array_equal(pixels(png), sample(G["tiny-biggan"], seeds=[0]).images[0])
+    # BigGAN's psi is in (0, 1]: the slider starts at its default and never offers 0.
+    box = page.locator("#psi input[type=number]")
+    assert (box.input_value(), box.get_attribute("min"), box.get_attribute("max")) == ("1", "0.05", "1")
+    for tab, gallery, n in (("Seed grid", "grid-gallery", 16), ("Interpolation", "interp-gallery", 8),
+                            ("Seed browser", "browse-gallery", 64)):  # fmt: skip
+        page.get_by_role("tab", name=tab).click()
+        assert thumbs(page, gallery, n).count() == n, tab
+
+
+def test_biggan_psi_refusal_keeps_the_users_value(page, url):
+    open_page(page, f"{url}?model=tiny-biggan&seed=1&psi=0.5")
+    wait_alt(page, "seed 1", "ψ 0.5")
+    set_number(page, "#psi", "0")
+    assert "Truncation ψ: 0 is not between 0.05 and 1" in refusal(page)
+    assert page.locator("#psi input[type=number]").input_value() == "0.5"
+
+
+def test_keyboard_paths_render(page, url, G):
+    open_page(page, f"{url}?model=tiny&seed=3")
+    wait_alt(page, "seed 3", "ψ 1")
+    # Arrow keys on the psi slider: one step down, rendered on key release.
+    page.locator("#psi input[type=range]").focus()
+    page.keyboard.press("ArrowLeft")
+    png = wait_alt(page, "seed 3", "ψ 0.95")
+    np.testing.assert_array_equal(pixels(png), sample(G["tiny"], seeds=[3], truncation_psi=0.95).images[0])
+    # Enter in the slider's number box renders (focus stays in the box).
+    set_number(page, "#psi", "0.5", key="Enter")
+    png = wait_alt(page, "seed 3", "ψ 0.5")
+    np.testing.assert_array_equal(pixels(png), sample(G["tiny"], seeds=[3], truncation_psi=0.5).images[0])
+    # The model chosen with the keyboard alone: type, arrow, Enter switch the page (its VQ controls appear).
+    box = page.locator("#model input")
+    box.click()
+    box.fill("vqgan")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => location.search.includes('model=tiny-vqgan')")
+    page.locator("#top-k").wait_for(state="visible")
+    assert not page.locator("#psi").is_visible()
+    # Top-k renders when the box is left with Tab, not only on Enter.
+    set_number(page, "#top-k", "5", key="Tab")
+    page.wait_for_function("() => location.search.includes('top_k=5')")
+    png = shown_png(page)[1]
+    assert read_png_params(png)["top_k"] == 5
