@@ -1,7 +1,8 @@
-"""In a real headless browser (Debian's chromium via Playwright), on a page built for a BigGAN model first (as a
-checkpoints folder sorted by name is): partial links mean the linked model's own defaults, the first visit and each
-tab render on arrival, the keyboard paths (model by keys, slider keys, Enter in a slider's box, Tab out of top-k)
-render, and BigGAN's psi slider never offers the value its server refuses.
+"""Issue 23 item 6 in a real headless browser (Debian's chromium via Playwright), on a page built for a BigGAN model
+first (as a checkpoints folder sorted by name is): partial links mean the linked model's own defaults, the first visit
+and each tab render on arrival, the keyboard paths (model by keys, slider keys, Enter in a slider's box, Tab out of
+top-k) render, BigGAN's psi slider never offers the value its server refuses, Restore names a non-PNG, a failed
+projection clears the last PSNR, and text contrast, radio focus rings and the image's name (desktop and phone).
 
 Every wait is on a condition in the page (an image's alt text, the URL, a count), never a fixed sleep.
 """
@@ -12,6 +13,7 @@ import socket
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("gradio")
 pytest.importorskip("playwright.sync_api")
@@ -155,3 +157,78 @@ def test_keyboard_paths_render(page, url, G):
     page.wait_for_function("() => location.search.includes('top_k=5')")
     png = shown_png(page)[1]
     assert read_png_params(png)["top_k"] == 5
+
+
+# Text with less than 4.5:1 contrast against the first opaque background behind it (WCAG AA for normal text).
+LOW_CONTRAST_JS = """() => {
+  const rgb = (s) => { const m = s.match(/[\\d.]+/g); return m ? m.map(Number) : [0, 0, 0, 0]; };
+  const lum = (c) => { const f = (x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const bg = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+    if ((c[3] ?? 1) > 0.5) return c; } return [255, 255, 255]; };
+  const low = [], seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || seen.has(el) || !el.offsetParent) continue;
+    seen.add(el);
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || parseFloat(st.opacity) === 0) continue;
+    const fg = rgb(st.color), b = bg(el), a = fg[3] ?? 1;
+    const shown = [0, 1, 2].map((i) => fg[i] * a + b[i] * (1 - a));
+    const [hi, lo] = [lum(shown), lum(b)].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const where = el.closest('[id]')?.id;
+    if (ratio < 4.5) low.push(`${ratio.toFixed(2)}:1 '${n.textContent.trim().slice(0, 40)}' in #${where}`);
+  }
+  return low;
+}"""
+
+
+def test_accessibility_contrast_focus_and_names(page, browser, url):  # noqa: F811
+    open_page(page, f"{url}?model=tiny&seed=3")
+    wait_alt(page, "seed 3")
+    assert page.evaluate(LOW_CONTRAST_JS) == []  # hints, slider ends, labels, footer, buttons, the JSON
+    # The main image's button has a name: the image's description.
+    assert page.locator("#image").get_by_role("button", name="tiny, seed 3, ψ 1").count() == 1
+    # A radio focused from the keyboard shows a focus ring.
+    page.keyboard.press("Shift")
+    radio = page.locator("#noise input[type=radio]").first
+    radio.focus()
+    assert radio.evaluate("e => e.matches(':focus-visible') && getComputedStyle(e).outlineStyle !== 'none'")
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        open_page(phone, f"{url}?model=tiny&seed=3")
+        wait_alt(phone, "seed 3")
+        assert phone.evaluate(LOW_CONTRAST_JS) == []
+    finally:
+        phone.close()
+
+
+def test_restore_refuses_a_non_png_with_a_clear_message(page, url, tmp_path):
+    open_page(page, f"{url}?model=tiny&seed=3")
+    wait_alt(page, "seed 3")
+    renamed = tmp_path / "photo.png"  # a JPEG with a .png name: the file picker lets it through
+    Image.new("RGB", (8, 8)).save(renamed, format="JPEG")
+    page.locator("#restore input[type=file]").set_input_files(str(renamed))
+    toast = page.locator(".toast-body").first
+    toast.wait_for()
+    assert "not a PNG image" in toast.inner_text()
+    assert "BytesIO" not in toast.inner_text() and "BytesIO" not in page.locator("#status").inner_text()
+
+
+def test_failed_projection_clears_the_stale_psnr(page, url, G, tmp_path):
+    good, bad = tmp_path / "good.png", tmp_path / "wide.png"
+    Image.fromarray(sample(G["tiny"], seeds=[3]).images[0]).save(good)
+    Image.new("RGB", (16, 8)).save(bad)
+    open_page(page, f"{url}?model=tiny&tab=project&steps=4")
+    page.locator("#project-image input[type=file]").set_input_files(str(good))
+    page.click("#project-run")
+    page.wait_for_function("() => document.querySelector('#project-info').innerText.includes('PSNR')")
+    # A second image, dropped over the first (Gradio keeps its file input), that the projector refuses.
+    page.locator("#project-image input[type=file]").set_input_files(str(bad))
+    page.click("#project-run")
+    page.wait_for_function("() => document.querySelector('#project-info').innerText.includes('Not projected')")
+    assert "PSNR" not in page.locator("#project-info").inner_text()
+    assert "must be square" in page.locator("#project-info").inner_text()
+    assert page.locator("#project-result img").count() == 0
