@@ -213,3 +213,17 @@ def test_an_empty_w_is_a_clear_400(tiny, shape):
     np.save(buf, np.zeros(shape, np.float32))
     (r,) = SampleService(tiny).handle_batch([json.dumps({"w": b64(buf.getvalue())}).encode()])
     assert r.status == 400 and json.loads(r.body)["field"] == "w" and "empty" in json.loads(r.body)["message"]
+
+
+def test_prepare_survives_an_export_that_ships_no_directions(tiny, monkeypatch):
+    import ganserve.families.stylegan2 as sg2
+
+    def no_directions(model, method, field):
+        raise RequestError(field, f"this export ships no {method} directions")
+
+    monkeypatch.setattr(sg2, "latent_directions", no_directions)
+    service = SampleService(tiny).prepare()  # loads; an edits request would then be refused by name
+    assert call(service, {"seeds": [0]}).status == 200
+    r = call(service, {"seeds": [0], "edits": [{"direction": 0, "amount": 1.0}]})
+    assert r.status == 400 and json.loads(r.body)["field"].startswith("edits")
+    service.job_runner().stop()

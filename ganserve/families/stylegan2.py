@@ -8,6 +8,7 @@ Semantics are StyleGAN2-ADA's: z = RandomState(seed).randn(z_dim); truncation le
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 import numpy as np
@@ -249,7 +250,8 @@ class StyleSampler(Sampler):
     def prepare(self, model: nn.Module) -> None:
         """Directions are found once, at load, so no edit request pays for them."""
         for method in directions.METHODS:
-            latent_directions(model, method, "edits.method")
+            with contextlib.suppress(RequestError):  # an export made without directions: its edits refuse by name
+                latent_directions(model, method, "edits.method")
 
     def _edit_shift(self, model: nn.Module, edit: Edit, field: str) -> tuple[tuple[int, int], torch.Tensor]:
         """The [start, stop) ws an edit moves and the vector it adds to each: amount * std_k * direction_k."""
