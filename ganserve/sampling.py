@@ -172,10 +172,10 @@ def plan(model: nn.Module, request: Any = None, *, max_images: int = DEFAULT_MAX
 def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
     """Render every plan's rows in chunks of ``batch_size`` through the family's sampler; uint8 [n, H, W, C] per plan.
 
-    Where a batch of one would get other kernels than a larger batch (eager models off the CPU or below fp32, where
-    cuDNN / PyTorch's dispatch pick by batch size) a chunk of one row is padded to two, so an image never depends on
-    the batch size. Eager fp32 on the CPU (batch-invariant convolutions) and graph backends (onnxruntime and
-    torch.export programs, measured row-invariant at batch 1) run it as it is.
+    Where a batch of one would get other kernels than a larger batch a chunk of one row is padded to two, so an
+    image never depends on the batch size: eager models off the CPU or below fp32 (cuDNN / PyTorch's dispatch pick by
+    batch size) and torch.export programs (their convolutions go through that dispatch). Eager fp32 on the CPU
+    (``layers.conv2d`` fixes the kernels) and onnxruntime graphs (measured row-invariant at batch 1) run it as is.
     """
     if not plans:
         return []
@@ -184,8 +184,9 @@ def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_
     keys = list(plans[0].rows)
     rows = {k: torch.cat([p.rows[k] for p in plans]) for k in keys}
     total = sum(len(p) for p in plans)
-    graph = getattr(model, "export_format", None) is not None
-    pad_one = not graph and not batch_one_is_invariant(device, getattr(model, "precision", "fp32"))
+    graph = getattr(model, "export_format", None)
+    eager_pads = graph is None and not batch_one_is_invariant(device, getattr(model, "precision", "fp32"))
+    pad_one = eager_pads or graph == "pt2"
     batch_size = max(batch_size, 2 if pad_one else 1)
     chunks = []
     for start in range(0, total, batch_size):
