@@ -37,7 +37,6 @@ def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **o
     """Load ``source`` (an export folder, a model name or a checkpoint path) as ``fmt`` graphs on ``device``."""
     if is_export(source):
         return load_exported(source, device, fmt, **options)
-    import ganserve
     from ganserve.checkpoint import read_metadata
     from ganserve.loading import resolve
 
@@ -48,12 +47,21 @@ def load_or_export(fmt: str, source: str | os.PathLike, device: str = "cpu", **o
         manifest = read_manifest(beside)
         if manifest["format"] == fmt and manifest.get("checkpoint_info", {}).get("content_hash") == content_hash:
             return load_exported(beside, device, fmt, **options)
-    digest = content_hash.split(":", 1)[1][:16]
+    return load_exported(cached_export(fmt, ckpt), device, fmt, **options)
+
+
+def cached_export(fmt: str, checkpoint: str | os.PathLike) -> Path:
+    """The cache folder holding ``checkpoint``'s ``fmt`` export, exported first if it is not there yet."""
+    import ganserve
+    from ganserve.checkpoint import read_metadata
+
+    ckpt = Path(checkpoint)
+    digest = read_metadata(ckpt)["content_hash"].split(":", 1)[1][:16]
     folder = cache_root() / f"{ckpt.stem}-{digest}-{fmt}-r{CACHE_REVISION}"
     if not is_export(folder):
         export_graphs(ganserve.load(ckpt), fmt, folder, force=True)
         _drop_older_revisions(folder, f"{ckpt.stem}-{digest}-{fmt}")
-    return load_exported(folder, device, fmt, **options)
+    return folder
 
 
 def _drop_older_revisions(current: Path, stem: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -78,4 +79,15 @@ def latents_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("latents")
     mp.setenv("GANSERVE_LATENTS", str(d))
     yield d
+    mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory):
+    """One export cache for the whole run: exporting a bundled model takes tens of seconds, so every test that needs
+    its onnx or pt2 graphs (conformance, batch invariance, serving) shares one export of it."""
+    mp = pytest.MonkeyPatch()
+    if not os.environ.get("GANSERVE_EXPORT_CACHE"):
+        mp.setenv("GANSERVE_EXPORT_CACHE", str(tmp_path_factory.getbasetemp() / "exports"))
+    yield
     mp.undo()

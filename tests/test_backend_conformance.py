@@ -142,12 +142,10 @@ class Models:
         return self.results[name, kind]
 
     def folder(self, name: str, fmt: str) -> Path:
-        from ganserve.export import export_graphs
+        """The session's cached export (tests/conftest.py: one export cache for the whole run)."""
+        from ganserve.export.cache import cached_export
 
-        out = self.root / "exports" / f"{name}-{fmt}"
-        if not out.exists():
-            export_graphs(self.eager_model(name), fmt, out)
-        return out
+        return cached_export(fmt, BUNDLED[name])
 
     def backend(self, name: str, fmt: str) -> nn.Module:
         """The model as the ``fmt`` backend loads it from its export (``ganserve.backends.load_backend``)."""
