@@ -232,3 +232,24 @@ def test_failed_projection_clears_the_stale_psnr(page, url, G, tmp_path):
     assert "PSNR" not in page.locator("#project-info").inner_text()
     assert "must be square" in page.locator("#project-info").inner_text()
     assert page.locator("#project-result img").count() == 0
+
+
+def test_clicking_a_direction_strip_sets_its_slider(page, url, G):
+    open_page(page, f"{url}?model=tiny&seed=4")
+    wait_alt(page, "seed 4")
+    page.locator("#directions").get_by_text("Semantic directions").click()
+    strip = page.locator("#strip-1 img")
+    strip.wait_for()
+    box = strip.bounding_box()
+    # The strip is enlarged (whole-number scale): each of its 7 cells, -3 .. +3, is a seventh of the shown width.
+    for cell, amount in ((6, 3.0), (1, -2.0), (3, 0.0)):
+        strip.click(position={"x": box["width"] * (cell + 0.5) / 7, "y": box["height"] / 2})
+        page.wait_for_function(
+            "a => document.querySelector('#edit-1 input[type=number]').value === a", arg=f"{amount:g}"
+        )
+        edits = [{"direction": 1, "amount": amount, "method": "sefa"}] if amount else None
+        png = wait_alt(page, "seed 4", *([f"direction 1 {amount:+g}"] if amount else []))
+        if not amount:
+            page.wait_for_function("() => !document.querySelector('#image img').alt.includes('direction 1')")
+            png = shown_png(page)[1]
+        np.testing.assert_array_equal(pixels(png), sample(G["tiny"], seeds=[4], edits=edits).images[0])

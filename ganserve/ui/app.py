@@ -27,7 +27,6 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no phoning home
 
 import gradio as gr
-from PIL import Image
 
 from ganserve.requests import MAX_SEED
 from ganserve.ui import urlstate
@@ -47,7 +46,6 @@ from ganserve.ui.backend import Backend, BackendError, ModelInfo
 from ganserve.ui.controls import (
     ALL_LAYERS,
     MAX_SLIDERS,
-    STRIP_AMOUNTS,
     ControlSpec,
     common_fields,
 )
@@ -762,36 +760,8 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
 
         then_strips(gr.on([browse_gallery.select], page_select(send), **page_event))
 
-        def strip_click(k: int) -> Callable[..., dict[str, Any]]:
-            def action(v: dict[str, Any], d: dict[Any, Any], evt: gr.SelectData) -> dict[str, Any]:
-                path = d.get(strips[k])
-                if not path:
-                    return gr.skip()
-                with Image.open(path) as im:
-                    width = im.width
-                x = evt.index[0] if isinstance(evt.index, (list, tuple)) else 0
-                amount = STRIP_AMOUNTS[
-                    min(max(int(x) * len(STRIP_AMOUNTS) // max(width, 1), 0), len(STRIP_AMOUNTS) - 1)
-                ]
-                v[f"edit_{k}"] = amount
-                return {f"set:edit_{k}": amount, **shown(v["tab"], v)}
-
-            action.__name__ = f"strip_{k}_click"
-            return action
-
-        for k in range(MAX_SLIDERS):
-            gr.on(
-                [strips[k].select],
-                page_select(strip_click(k)),
-                inputs=page_inputs,
-                outputs=page_outputs,
-                trigger_mode="always_last",
-                concurrency_id="page",
-                concurrency_limit=1,
-                show_progress="minimal",
-                show_progress_on=progress_on,
-                api_visibility="private",
-            )
+        # A click on a direction strip sets its slider in the page (assets.py): Gradio's own select event reports
+        # pixel positions only for images shown at most at their natural size, and the strips are enlarged.
 
         # ---- tabs, the directions panel ------------------------------------------------------------------------------
         for key, item in tab_items.items():
@@ -1015,16 +985,18 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
         def load_page(d: dict[Any, Any], request: gr.Request) -> dict[Any, Any]:
             return page(load_action)(d, request)
 
-        then_strips(
-            app.load(
-                load_page,
-                inputs=page_inputs,
-                outputs=page_outputs,
-                show_progress="minimal",
-                show_progress_on=progress_on,
-                api_visibility="private",
-            )
+        load_dep = app.load(
+            load_page,
+            inputs=page_inputs,
+            outputs=page_outputs,
+            show_progress="minimal",
+            show_progress_on=progress_on,
+            api_visibility="private",
         )
+        # The link's tab again, once its tab button is shown: selected in the same update that un-hides it (a tab the
+        # first model lacks, e.g. Projection on a BigGAN-first page), the browser may still show the Seed tab.
+        load_dep.then(lambda t: gr.Tabs(selected=t or "seed"), tab_state, tabs, queue=False, api_visibility="private")
+        then_strips(load_dep)
 
         # ---- the API: plain values in and out, errors as errors ---------------------------------------------------
         outputs = ApiOutputs(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from ganserve.requests import MAX_SEED
+from ganserve.ui.controls import STRIP_AMOUNTS
 
 CSS = """
 .gs-pixelated img, .gs-figure img { image-rendering: pixelated; }
@@ -82,6 +83,7 @@ _JS = r"""
 <script>
 (() => {
   const GUARDED = __GUARDED__;
+  const STRIP_AMOUNTS = __STRIP_AMOUNTS__;
   const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
 
   // ---- refusals: one readable line, the control keeps its last good value ----
@@ -199,6 +201,19 @@ _JS = r"""
     }
   }, true);
 
+  // ---- a click on a direction strip (the seed at -3 .. +3 along it) sets that direction's slider and renders ----
+  document.addEventListener('click', (e) => {
+    const img = e.target instanceof Element ? e.target.closest('.gs-strip img') : null;
+    const k = img?.closest('.gs-strip')?.id.replace('strip-', '');
+    const box = document.querySelector(`#edit-${k} input[type=number]`);
+    if (!box) return;
+    const r = img.getBoundingClientRect(), n = STRIP_AMOUNTS.length;
+    const i = Math.min(Math.max(Math.floor(((e.clientX - r.left) / r.width) * n), 0), n - 1);
+    setter.call(box, String(STRIP_AMOUNTS[i]));
+    box.dispatchEvent(new Event('input', { bubbles: true }));
+    release(box);
+  }, true);
+
   // ---- whole-number scaling of pixel images (.gs-int): k = floor(min(box width / w, max height / h)) ----
   function fit(img) {
     const box = img.closest('.gs-int');
@@ -237,4 +252,6 @@ _JS = r"""
 
 def head() -> str:
     """The page's script (Gradio ``head``)."""
-    return _JS.replace("__GUARDED__", json.dumps(GUARDED_NUMBERS))
+    return _JS.replace("__GUARDED__", json.dumps(GUARDED_NUMBERS)).replace(
+        "__STRIP_AMOUNTS__", json.dumps(STRIP_AMOUNTS)
+    )
