@@ -807,9 +807,12 @@ class ConditionalBatchNorm(nn.Module):
         lo = pos.floor().clamp(max=self.n_stats - 2)
         frac = (pos - lo).unsqueeze(1)
         lo = lo.long()
-        mean = self.running_means[lo].lerp(self.running_means[lo + 1], frac)
-        var = self.running_vars[lo].lerp(self.running_vars[lo + 1], frac)
-        return mean, var
+        # One gather of both neighbours from one [n_stats, 2C] table: an exported graph gets a single Gather where
+        # four advanced-indexing lookups became GatherND + negative-index Where per table (763 vs 345 nodes).
+        table = torch.cat([self.running_means, self.running_vars], dim=1)
+        pair = table.index_select(0, torch.cat([lo, lo + 1]))
+        stats = pair[:n].lerp(pair[n:], frac)
+        return stats[:, : self.num_features], stats[:, self.num_features :]
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None,
                 truncation: torch.Tensor | float | None = None) -> torch.Tensor:  # fmt: skip
