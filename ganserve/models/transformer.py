@@ -120,8 +120,10 @@ class SelfAttention(nn.Module):
         if torch.is_grad_enabled() or layers._tracing():  # autograd and graphs: select the new slot, no writes
             keys = torch.where(slots == pos, k, past_k)
             values = torch.where(slots == pos, v, past_v)
-        else:  # inference: write this position into the caller's cache (slot pos is ignored on input), no copy
-            keys = past_k.index_copy_(2, pos.reshape(1), k.to(past_k.dtype)).to(k.dtype)
+        else:  # inference: write this position into the caller's cache (slot pos is ignored on input)
+            # Keys contiguous: q @ k^T on the strided cache view takes another GEMM path (other rounding), which moved
+            # a sampled code against the whole-sequence loop; values give the same bits either way, so no copy.
+            keys = past_k.index_copy_(2, pos.reshape(1), k.to(past_k.dtype)).to(k.dtype).contiguous()
             values = past_v.index_copy_(2, pos.reshape(1), v.to(past_v.dtype)).to(v.dtype)
         att = torch.matmul(q, keys.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))  # [N, H, 1, T]
         visible = slots.reshape(1, 1, 1, -1) <= pos
