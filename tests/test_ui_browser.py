@@ -325,7 +325,8 @@ def test_direction_sliders_and_strips(page, app_url, models):
     # Edits apply to the other tabs' requests too.
     page.get_by_role("tab", name="Seed grid").click()
     fill_text(page, "#grid-seeds", "4,9", key="Enter")
-    page.locator("#grid-gallery .thumbnail-item").nth(1).wait_for()
+    # (the tab's default grid, rendered on arrival, may show first: wait for the two asked for)
+    page.wait_for_function("() => document.querySelectorAll('#grid-gallery .thumbnail-item').length === 2")
     first_thumb = page.locator("#grid-gallery .thumbnail-item img").first.get_attribute("src")
     np.testing.assert_array_equal(pixels(page.request.get(first_thumb).body()), want.images[0])
     page.get_by_role("tab", name="Seed", exact=True).click()

@@ -253,3 +253,13 @@ def test_clicking_a_direction_strip_sets_its_slider(page, url, G):
             page.wait_for_function("() => !document.querySelector('#image img').alt.includes('direction 1')")
             png = shown_png(page)[1]
         np.testing.assert_array_equal(pixels(png), sample(G["tiny"], seeds=[4], edits=edits).images[0])
+
+
+def test_a_link_with_edits_opens_the_directions_panel(page, url, G):
+    open_page(page, f"{url}?model=tiny&seed=4&edit_2=2")
+    png = wait_alt(page, "seed 4", "direction 2 +2")
+    want = sample(G["tiny"], seeds=[4], edits=[{"direction": 2, "amount": 2.0, "method": "sefa"}])
+    np.testing.assert_array_equal(pixels(png), want.images[0])
+    page.locator("#edit-2").wait_for(state="visible")  # the panel is open: the slider that edits the image shows
+    assert page.locator("#edit-2 input[type=number]").input_value() == "2"
+    page.locator("#strip-2 img").wait_for()  # and its strips are made

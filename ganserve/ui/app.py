@@ -503,6 +503,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             "shown_model": shown_model,
             "restore": restore_file,
             "loaded": loaded,
+            "panel_open": panel_open,
         }
         page_outputs = list(dict.fromkeys(OUT.values()))
         page_inputs = {
@@ -972,6 +973,10 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                     out[f"set:{key}"] = gr.update(value=v.get(key), visible=flag)
             tab = wanted.get("tab", "seed")
             out["tabs"], out["tab"], out["shown_model"], out["loaded"] = gr.Tabs(selected=tab), tab, name, True
+            if spec.edits and any(float(v.get(f"edit_{k}") or 0) for k in range(MAX_SLIDERS)):
+                # The link's edits change the image: the panel that says so is shown open (with its strips).
+                out["model:directions"] = gr.update(visible=True, open=True)
+                out["panel_open"] = True
             if errors:
                 gr.Warning("Some settings in the link were refused: " + "; ".join(errors), title="Link")
             try:
@@ -994,8 +999,17 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             api_visibility="private",
         )
         # The link's tab again, once its tab button is shown: selected in the same update that un-hides it (a tab the
-        # first model lacks, e.g. Projection on a BigGAN-first page), the browser may still show the Seed tab.
-        load_dep.then(lambda t: gr.Tabs(selected=t or "seed"), tab_state, tabs, queue=False, api_visibility="private")
+        # first model lacks, e.g. Projection on a BigGAN-first page), the browser may still show the Seed tab. Only
+        # then: a tab the user clicks just after the load must not be undone.
+        hidden_at_build = {tab for tab, shown in (("mix", spec0.has("style_mix")), ("interp", spec0.has("interpolate")),
+                           ("project", spec0.projection), ("vq", spec0.region_resampling)) if not shown}  # fmt: skip
+        load_dep.then(
+            lambda t: gr.Tabs(selected=t) if t in hidden_at_build else gr.skip(),
+            tab_state,
+            tabs,
+            queue=False,
+            api_visibility="private",
+        )
         then_strips(load_dep)
 
         # ---- the API: plain values in and out, errors as errors ---------------------------------------------------
