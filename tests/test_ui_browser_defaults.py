@@ -221,7 +221,8 @@ def test_failed_projection_clears_the_stale_psnr(page, url, G, tmp_path):
     good, bad = tmp_path / "good.png", tmp_path / "wide.png"
     Image.fromarray(sample(G["tiny"], seeds=[3]).images[0]).save(good)
     Image.new("RGB", (16, 8)).save(bad)
-    open_page(page, f"{url}?model=tiny&tab=project&steps=4")
+    open_page(page, f"{url}?model=tiny&steps=4")
+    page.get_by_role("tab", name="Projection").click()
     page.locator("#project-image input[type=file]").set_input_files(str(good))
     page.click("#project-run")
     page.wait_for_function("() => document.querySelector('#project-info').innerText.includes('PSNR')")
@@ -263,3 +264,28 @@ def test_a_link_with_edits_opens_the_directions_panel(page, url, G):
     page.locator("#edit-2").wait_for(state="visible")  # the panel is open: the slider that edits the image shows
     assert page.locator("#edit-2 input[type=number]").input_value() == "2"
     page.locator("#strip-2 img").wait_for()  # and its strips are made
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_messages_do_not_stack_or_cover_the_buttons(browser, url, width):  # noqa: F811
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.set_default_timeout(60_000)
+    try:
+        open_page(page, f"{url}?model=tiny&tab=grid&grid=0-3")
+        thumbs(page, "grid-gallery", 4)
+        box = page.locator("#grid-seeds textarea, #grid-seeds input").first
+        for text, message in (("0-99", "the limit is 64"), ("abc", "'abc' is not a seed")):
+            box.fill(text)
+            box.press("Enter")
+            page.wait_for_function(
+                "m => [...document.querySelectorAll('.toast-body')].some(t => t.innerText.includes(m))",
+                arg=message,
+            )
+        shown = [t for t in page.locator(".toast-body").all() if t.is_visible()]
+        assert len(shown) == 1 and "'abc' is not a seed" in shown[0].inner_text()  # the latest only
+        toast, button = shown[0].bounding_box(), page.locator("#grid-generate").bounding_box()
+        apart_y = toast["y"] >= button["y"] + button["height"] or toast["y"] + toast["height"] <= button["y"]
+        apart_x = toast["x"] >= button["x"] + button["width"] or toast["x"] + toast["width"] <= button["x"]
+        assert apart_x or apart_y
+    finally:
+        page.close()

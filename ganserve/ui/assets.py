@@ -63,6 +63,9 @@ input[aria-invalid=true] { outline: 2px solid #dc2626 !important; }
 #gs-refusal[hidden] { display: none; }
 #gs-refusal button { margin-left: 12px; background: none; border: none; cursor: pointer; font-size: 16px; }
 .gs-direction-row { align-items: center; }
+/* Messages: the latest only (no stack), at the bottom of the window, never over Generate and the controls above it. */
+.toast-wrap { top: auto !important; bottom: 12px !important; }
+.toast-wrap > :not(:last-child) { display: none !important; }
 /* Narrow screens: the tabs (and Generate) come before the sidebar. */
 @media (max-width: 760px) {
   #gs-main-col { order: -1; }
