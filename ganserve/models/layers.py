@@ -45,6 +45,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     a broadcast multiply and sum would materialise [N, in, out] (measured 55% of BigGAN's forward)."""
     if not getattr(_state, "batch_invariant", False):
         return F.linear(x, weight, bias)
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        # half precision (and other devices): a per-row bmm was seen to depend on the batch (bf16/fp16/mixed on the
+        # CPU): the broadcast multiply and fixed-axis sum is invariant everywhere, at the cost of [N, in, out]
+        y = (x.unsqueeze(-1) * weight.t()).sum(-2)
+        return y if bias is None else y + bias
     shape = x.shape
     x3 = x[:, None, :] if x.ndim == 2 else x.reshape(shape[0], -1, shape[-1])
     w = weight.t().expand(x3.shape[0], *weight.t().shape)
