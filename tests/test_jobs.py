@@ -120,11 +120,12 @@ def test_bad_job_calls_and_bad_submissions_are_refused_at_once(tiny, body, statu
 
 
 def test_a_job_whose_worker_died_is_reported_failed(tiny, stores):
-    service = SampleService(tiny)
-    job_id = json.loads(call(service, {"project": target_png(tiny), "project_steps": 5}).body)["job"]
+    service = SampleService(tiny)  # no runner started here: the job is claimed below as a worker would
+    job_id = service.jobs.submit({"project": target_png(tiny), "project_steps": 5}, steps=5).id
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    job = service.jobs.status(job_id)
-    job.state, job.pid, job.started = jobs.RUNNING, int(dead.stdout), time.time()
+    job = service.jobs.claim()
+    assert job.id == job_id
+    job.pid = int(dead.stdout)  # the worker that claimed it has exited since
     service.jobs._write(job)
     r = call(service, {"job": job_id})
     assert r.status == 500 and "worker running this job stopped" in json.loads(r.body)["message"]
