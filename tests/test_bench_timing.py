@@ -163,7 +163,7 @@ def _module(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "module",
-    ["ganserve.export.reference_bench", "ganserve.export.biggan_reference_bench", "ganserve.benchmarks.vq"],
+    ["ganserve.benchmarks.reference_bench", "ganserve.benchmarks.biggan_reference_bench", "ganserve.benchmarks.vq"],
 )
 def test_reference_bench_bad_path_is_one_line_naming_the_flag(module, tmp_path):
     extra = ["reference"] if module.endswith(".vq") else []
@@ -243,11 +243,11 @@ def test_bench_sample_reference_full_path_and_synthesis_labelled(tiny_path, tmp_
 def test_reference_bench_end_to_end(tiny_path, tmp_path, monkeypatch):
     monkeypatch.setenv("GANSERVE_EXPORT_CACHE", str(tmp_path / "export-cache"))
     ref = _sg2ada_checkout(tmp_path)
-    proc = _module("ganserve.export.reference_bench", "--reference", str(ref), "--model", str(tiny_path),
+    proc = _module("ganserve.benchmarks.reference_bench", "--reference", str(ref), "--model", str(tiny_path),
                    "--batch-sizes", "1,2", "--repeats", "1", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert info["threads"] == 1 and info["command"].startswith("python3 -m ganserve.export.reference_bench")
+    assert info["threads"] == 1 and info["command"].startswith("python3 -m ganserve.benchmarks.reference_bench")
     assert info["official_graph_vs_official_eager_max_abs_diff"] < 1e-3
     for r in info["rows"]:
         for k in ("onnx_vs_official_onnx", "eager_vs_official_eager", "onnx_vs_eager"):
@@ -256,7 +256,7 @@ def test_reference_bench_end_to_end(tiny_path, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not os.environ.get("GANSERVE_HF_BIGGAN_SRC"), reason="no pytorch-pretrained-BigGAN checkout given")
 def test_biggan_reference_bench_end_to_end():
-    proc = _module("ganserve.export.biggan_reference_bench", "--reference", os.environ["GANSERVE_HF_BIGGAN_SRC"],
+    proc = _module("ganserve.benchmarks.biggan_reference_bench", "--reference", os.environ["GANSERVE_HF_BIGGAN_SRC"],
                    "--batch-sizes", "1,2", "--repeats", "1", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,7 +1,8 @@
 """BigGAN-deep side by side in one process, CPU: ganserve eager, ganserve's ONNX graph (onnxruntime), and
 huggingface/pytorch-pretrained-BigGAN's BigGAN built at the same config with the same weights.
 
-    python3 -m ganserve.export.biggan_reference_bench --reference /path/to/pytorch-pretrained-BigGAN [--config small]
+    python3 -m ganserve.benchmarks.biggan_reference_bench --reference /path/to/pytorch-pretrained-BigGAN
+        [--config small]
 
 The official code is only imported from the given checkout (its ``pytorch_pretrained_biggan/model.py`` and
 ``config.py``; the download helpers it imports are stubbed), never vendored. The weights are ganserve's: a
@@ -97,7 +98,7 @@ def inputs(n: int, config: dict, psi: float, seed: int = 1) -> tuple[torch.Tenso
     return z, cv
 
 
-PROG = "python3 -m ganserve.export.biggan_reference_bench"
+PROG = "python3 -m ganserve.benchmarks.biggan_reference_bench"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 stylegan2-ada-pytorch synthesis (same config and weights, activation-scaling modconv) exported with the same dynamo
 exporter and run by onnxruntime at the same thread count; each one's eager synthesis beside it.
 
-    python3 -m ganserve.export.reference_bench --reference /path/to/stylegan2-ada-pytorch [--model NAME] [--threads 1]
+    python3 -m ganserve.benchmarks.reference_bench --reference /path/to/stylegan2-ada-pytorch
+        [--model NAME] [--threads 1]
 
 Like with like: graph against graph and eager against eager, all four timed alternately call by call (see
 ganserve.benchmarks.timing); speed-ups are medians of per-round paired ratios with their spread. The official code is
@@ -24,7 +25,7 @@ import torch
 
 from ganserve.benchmarks.timing import Comparison, command_line, compare, ort_session_options, set_threads
 
-PROG = "python3 -m ganserve.export.reference_bench"
+PROG = "python3 -m ganserve.benchmarks.reference_bench"
 
 
 class _OfficialSynthesis(torch.nn.Module):
