@@ -32,6 +32,14 @@ class BodyTooLarge(RequestError):
         return {**super().to_dict(), "error": "request too large"}
 
 
+def too_large(size: int, *, partial: bool = False) -> BodyTooLarge:
+    """The one 413 every size gets: from the handler (the whole body in hand) and from ganserve's front on the
+    inference port (``Content-Length``, or with ``partial`` the running total of a chunked body it stopped reading),
+    so a client sees the same JSON whichever refused it."""
+    size_text = f"at least {size} bytes (sent chunked; the rest was not read)" if partial else f"{size} bytes"
+    return BodyTooLarge("", f"the request body is {size_text}, over the limit of {MAX_BODY_BYTES} bytes")
+
+
 class _Pairs(list):
     """An object's (key, value) pairs as parsed, so duplicates can be found with their path afterwards."""
 
@@ -85,7 +93,7 @@ def parse_json_object(raw: bytes | bytearray | memoryview | str) -> dict[str, An
     """Raw body bytes (or text) -> the JSON object, strictly. Raises RequestError (BodyTooLarge over the limit)."""
     size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
     if size > MAX_BODY_BYTES:
-        raise BodyTooLarge("", f"the request body is {size} bytes, over the limit of {MAX_BODY_BYTES} bytes")
+        raise too_large(size)
     if isinstance(raw, str):
         text = raw
     else:
