@@ -44,7 +44,7 @@ OFFICIAL="$ROOT/.official/stylegan2-ada-pytorch"
 BUILD_PID=
 if [ -d "$OFFICIAL" ]; then  # build the official CUDA plugins on the CPUs while the correctness checks run
     stamp "building the official plugins in the background"
-    timeout 200 python3 -m ganserve.kernels.gpu_check official --repo "$OFFICIAL" --build-only \
+    timeout 200 python3 -m ganserve.benchmarks.gpu_check official --repo "$OFFICIAL" --build-only \
         > /tmp/official-build.log 2>&1 &
     BUILD_PID=$!
 fi
@@ -52,12 +52,12 @@ fi
 stamp "compiling the bench's Triton variants in 6 background processes (Triton's disk cache)"
 WARM_PIDS=()
 for i in 0 1 2 3 4 5; do
-    timeout 120 python3 -m ganserve.kernels.gpu_check warm --shard $i --shards 6 > "/tmp/warm-$i.log" 2>&1 &
+    timeout 120 python3 -m ganserve.benchmarks.gpu_check warm --shard $i --shards 6 > "/tmp/warm-$i.log" 2>&1 &
     WARM_PIDS+=($!)
 done
 
 stamp "correctness (every candidate vs the fp32 reference on CUDA)"
-timeout 80 python3 -m ganserve.kernels.gpu_check correctness --out "$OUT/correctness.json"
+timeout 80 python3 -m ganserve.benchmarks.gpu_check correctness --out "$OUT/correctness.json"
 echo "correctness exit $?"
 
 stamp "waiting for the compile workers"
@@ -93,10 +93,10 @@ timeout 130 python3 -m ganserve.cli bench kernels --tune --only generator --batc
 
 if [ -d "$OFFICIAL" ] && [ $((SECONDS - START)) -lt 420 ]; then
     stamp "official stylegan2-ada-pytorch synthesis"
-    timeout $((460 - (SECONDS - START))) python3 -m ganserve.kernels.gpu_check official --repo "$OFFICIAL" \
+    timeout $((460 - (SECONDS - START))) python3 -m ganserve.benchmarks.gpu_check official --repo "$OFFICIAL" \
         --out "$OUT/official.json"
 fi
 
 stamp "summary"
-python3 -m ganserve.kernels.gpu_check summary "$OUT"
+python3 -m ganserve.benchmarks.gpu_check summary "$OUT"
 stamp "done; results in $OUT"

@@ -1,9 +1,9 @@
 """Checks for the prepared GPU run (kernels/gpu_check.sh): correctness of every kernel candidate on CUDA, the
 official StyleGAN2-ADA synthesis timed beside ours (when a copy of it is carried), and a short summary.
 
-    python -m ganserve.kernels.gpu_check correctness --out correctness.json
-    python -m ganserve.kernels.gpu_check official --repo .official/stylegan2-ada-pytorch --out official.json
-    python -m ganserve.kernels.gpu_check summary OUT_DIR
+    python -m ganserve.benchmarks.gpu_check correctness --out correctness.json
+    python -m ganserve.benchmarks.gpu_check official --repo .official/stylegan2-ada-pytorch --out official.json
+    python -m ganserve.benchmarks.gpu_check summary OUT_DIR
 
 Correctness (fresh random, oddly sized inputs per check; outputs poisoned with NaN first so an unwritten element
 fails): every candidate of the modulated conv (3x3, 3x3 spanning samples, 2x upsampling, toRGB) and of the VQ search
