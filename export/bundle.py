@@ -11,7 +11,6 @@ has passed its parity check, so a failure or Ctrl-C never leaves a half-written 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import shutil
@@ -28,19 +27,13 @@ from torch import nn
 
 from ganserve.checkpoint import plain_mode
 from ganserve.export import parity
+from ganserve.export.formats import ExportError, get_format
 from ganserve.export.registry import get_exporter
 from ganserve.loading import attach_sampling
 
 MANIFEST = "ganserve-export.json"
 CONSTANTS = "constants.safetensors"
 MANIFEST_VERSION = 1
-# Graph formats (each a module with SUFFIX and export_graph); "mar" wraps one of these, see mar.py.
-GRAPH_FORMATS = {"onnx": "ganserve.export.onnx", "pt2": "ganserve.export.pt2"}
-FORMATS = (*GRAPH_FORMATS, "mar")
-
-
-class ExportError(ValueError):
-    """A user-facing export problem (bad output path, unknown format ...): one line, exit status 2 in the CLI."""
 
 
 @dataclass
@@ -116,12 +109,6 @@ def list_files(path: Path) -> list[tuple[str, int]]:
 # Export
 
 
-def format_module(fmt: str) -> Any:
-    if fmt not in GRAPH_FORMATS:
-        raise ExportError(f"unknown format '{fmt}' (formats: {', '.join(FORMATS)})")
-    return importlib.import_module(GRAPH_FORMATS[fmt])
-
-
 def export_graphs(
     model: nn.Module,
     fmt: str,
@@ -132,8 +119,9 @@ def export_graphs(
     force: bool = False,
     parity_seed: int = 1,
 ) -> ExportResult:
-    """Export ``model``'s graphs in ``fmt`` (onnx | pt2) to the folder ``out``, each parity-checked against eager."""
-    fmt_mod = format_module(fmt)
+    """Export ``model``'s graphs in the graph format ``fmt`` (onnx, pt2, a registered one) to the folder ``out``, each
+    parity-checked against eager."""
+    graph_format = get_format(fmt)
     exporter = get_exporter(model.family)
     out = check_output(out, force)
     result = ExportResult(out)
@@ -141,9 +129,9 @@ def export_graphs(
     with _kernels_off(), atomic_output(out) as tmp:
         graphs = {}
         for spec in exporter.graphs(model):
-            file = spec.name + fmt_mod.SUFFIX
+            file = spec.name + graph_format.suffix
             dtype = "float16" if fp16 and spec.half else "float32"
-            fmt_mod.export_graph(spec, tmp / file, opset=opset, fp16=fp16)
+            graph_format.export_graph(spec, tmp / file, opset=opset, fp16=fp16)
             errors = parity.measure(spec, make_runner(fmt, tmp / file, "cpu", dtype), seed=parity_seed)
             parity.check(spec, errors, fp16)
             result.parity[spec.name] = errors
@@ -183,15 +171,8 @@ def _kernels_off() -> contextlib.AbstractContextManager:
 
 
 def make_runner(fmt: str, path: str | os.PathLike, device: str = "cpu", dtype: str = "float32", **options: Any) -> Any:
-    if fmt == "onnx":
-        from ganserve.export.onnx import OnnxRunner
-
-        return OnnxRunner(path, device, threads=options.get("threads"))
-    if fmt == "pt2":
-        from ganserve.export.pt2 import Pt2Runner
-
-        return Pt2Runner(path, device, dtype)
-    raise ExportError(f"unknown graph format '{fmt}'")
+    """One saved graph of format ``fmt`` as a callable (tensors in, a float32 tensor out)."""
+    return get_format(fmt).make_runner(path, device, dtype, **options)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -217,6 +198,7 @@ def load_exported(path: str | os.PathLike, device: str = "cpu", fmt: str | None 
     }
     constants = load_file(str(folder / CONSTANTS))
     model = get_exporter(manifest["family"]).runtime(manifest, runners, constants, device)
+    model.pad_batch_one = get_format(manifest["format"]).pad_batch_one  # read by ganserve.sampling.render
     model.graph_precision = "fp16" if manifest.get("fp16") else "fp32"
     model.runtime_info = {"backend": manifest["format"], "graph_precision": model.graph_precision}
     providers = next((r.providers for r in runners.values() if getattr(r, "providers", None)), None)

@@ -1,8 +1,8 @@
 """The onnx and pt2 generator backends: an export folder as is, or a checkpoint exported once into a cache.
 
 The cache key is the checkpoint's content hash and the cache revision, so neither a retrained model nor a newer
-ganserve reuses stale graphs. ``load_onnx`` and ``load_pt2`` are registered as ``ganserve.backends`` entry points
-(pyproject.toml): the core finds them there and never imports this package.
+ganserve reuses stale graphs. Each format's ``GraphFormat`` (ganserve.export.formats) is its backend and calls
+``load_or_export``; the core finds them through the ``ganserve.backends`` entry points and never imports this package.
 """
 
 from __future__ import annotations
@@ -70,14 +70,3 @@ def _drop_older_revisions(current: Path, stem: str) -> None:
     for stale in older:
         if is_export(stale):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def load_onnx(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
-    """ONNX Runtime (CUDA execution provider on cuda when onnxruntime-gpu has it, else CPU). ``checkpoint``: an
-    export folder from ``ganserve export --format onnx``, or a model name / checkpoint (exported once, then cached)."""
-    return load_or_export("onnx", checkpoint, device, **options)
-
-
-def load_pt2(checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
-    """torch.export programs (.pt2); ``checkpoint`` as for ``load_onnx``."""
-    return load_or_export("pt2", checkpoint, device, **options)

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 
 from ganserve.export.bundle import (
-    GRAPH_FORMATS,
-    ExportError,
     ExportResult,
     atomic_output,
     check_output,
@@ -22,8 +20,12 @@ from ganserve.export.bundle import (
     list_files,
     read_manifest,
 )
+from ganserve.export.formats import ExportError, graph_formats
 
-MAR_BACKENDS = ("eager", *GRAPH_FORMATS)
+
+def mar_backends() -> list[str]:
+    """What a .mar can run: the checkpoint itself, or the graphs of any graph format."""
+    return ["eager", *graph_formats()]
 
 
 def mar_target(model: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -51,8 +53,8 @@ def export_mar(
 ) -> ExportResult:
     """Write a .mar running ``backend``. ``graphs``: reuse an export folder of that backend's format (else exported
     now and parity-checked). ``precision``: what the handler runs an eager archive at (graph backends: ``fp16``)."""
-    if backend not in MAR_BACKENDS:
-        raise ExportError(f"unknown backend '{backend}' for a .mar (backends: {', '.join(MAR_BACKENDS)})")
+    if backend not in mar_backends():
+        raise ExportError(f"unknown backend '{backend}' for a .mar (backends: {', '.join(mar_backends())})")
     if device_type not in (None, "cpu", "gpu"):
         raise ExportError(f"--device must be cpu or gpu (TorchServe deviceType), got '{device_type}'")
     try:

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganserve.export.formats import GraphFormat
 from ganserve.export.registry import GraphSpec
-
-SUFFIX = ".onnx"
 
 
 def export_graph(spec: GraphSpec, path: str | os.PathLike, *, opset: int | None = None, fp16: bool = False) -> None:
@@ -75,3 +74,17 @@ class OnnxRunner:
             feed[name] = a.astype(dtype, copy=False) if dtype is not None else a
         (out,) = self.session.run(None, feed)
         return torch.from_numpy(out).to(self.device, torch.float32)
+
+
+def _runner(path: str | os.PathLike, device: str = "cpu", dtype: str = "float32", **options: Any) -> OnnxRunner:
+    # the graph's dtype is in the file; ``threads`` sets onnxruntime's intra-op threads (benchmarks: torch's count)
+    return OnnxRunner(path, device, threads=options.get("threads"))
+
+
+FORMAT = GraphFormat(
+    name="onnx",
+    suffix=".onnx",
+    export_graph=export_graph,
+    make_runner=_runner,
+    description="ONNX (dynamo exporter), run by onnxruntime (CUDA provider on cuda when onnxruntime-gpu has it)",
+)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
+from ganserve.export.formats import GraphFormat
 from ganserve.export.registry import GraphSpec
-
-SUFFIX = ".pt2"
 
 
 def export_graph(spec: GraphSpec, path: str | os.PathLike, *, opset: int | None = None, fp16: bool = False) -> None:
@@ -37,3 +37,17 @@ class Pt2Runner:
     def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
         args = [t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device) for t in tensors]
         return self.module(*args).to(torch.float32)
+
+
+def _runner(path: str | os.PathLike, device: str = "cpu", dtype: str = "float32", **_: Any) -> Pt2Runner:
+    return Pt2Runner(path, device, dtype)
+
+
+FORMAT = GraphFormat(
+    name="pt2",
+    suffix=".pt2",
+    export_graph=export_graph,
+    make_runner=_runner,
+    description="torch.export programs (.pt2, dynamic batch), run by PyTorch",
+    pad_batch_one=True,
+)

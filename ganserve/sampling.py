@@ -186,7 +186,7 @@ def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_
     total = sum(len(p) for p in plans)
     graph = getattr(model, "export_format", None)
     eager_pads = graph is None and not batch_one_is_invariant(device, getattr(model, "precision", "fp32"))
-    pad_one = eager_pads or graph == "pt2"
+    pad_one = eager_pads or bool(getattr(model, "pad_batch_one", False))  # a graph format declares it
     batch_size = max(batch_size, 2 if pad_one else 1)
     chunks = []
     for start in range(0, total, batch_size):

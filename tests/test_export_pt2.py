@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 
@@ -109,7 +110,9 @@ def test_failed_export_leaves_nothing_half_written(capsys, tiny_path, tmp_path, 
             f.write(b"partial")
         raise interrupt("stopped")
 
-    monkeypatch.setattr(ganserve.export.onnx, "export_graph", half_then_fail)
+    # the onnx format's declaration, with its export function replaced (the registry reads FORMAT at each lookup)
+    failing = dataclasses.replace(ganserve.export.onnx.FORMAT, export_graph=half_then_fail)
+    monkeypatch.setattr(ganserve.export.onnx, "FORMAT", failing)
     out = tmp_path / "out"
     with pytest.raises(interrupt):
         ganserve.export.export_graphs(ganserve.load(tiny_path), "onnx", out)

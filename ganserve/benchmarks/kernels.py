@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=0.0, help="seconds; rows not started by then are skipped")
     p.add_argument("--vq-codes", default="1024,8192,16384", help="codebook sizes K for the VQ rows")
     p.add_argument("--out", default=None, help="folder for results.json and results.md (written as it goes)")
-    p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: a smoke test of the code paths (CI)
+    p.add_argument("--device", default="cuda", help="cuda, or cpu: a smoke test of the code paths (CI)")
     return p
 
 

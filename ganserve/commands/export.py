@@ -1,6 +1,7 @@
 """ganserve export --model MODEL --format onnx|pt2|mar --out PATH [--opset N] [--precision fp32|fp16]
 [--backend eager|onnx|pt2] [--force]   (``ganserve export MODEL ...``, the older spelling, works too)
 
+The graph formats are the registered ones (ganserve.export.formats: onnx, pt2, and any a package declares).
 onnx / pt2: a folder with one graph per part (StyleGAN2: mapping.*, synthesis.*), the constants and a manifest; each
 graph is checked against eager PyTorch on fresh random inputs before the folder is renamed into place.
 mar: a TorchServe archive running the given --backend (eager: the checkpoint; onnx / pt2: the exported graphs).
@@ -24,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     # --model as every command spells it; the positional MODEL of earlier versions still works.
     p.add_argument("--model", dest="model", default=None, metavar="NAME|PATH", help="model name or checkpoint path")
     p.add_argument("model_arg", nargs="?", default=None, metavar="MODEL", help="the same as --model (old spelling)")
-    p.add_argument("--format", required=True, help="onnx | pt2 | mar")
+    formats = _formats()
+    p.add_argument("--format", required=True, metavar="FORMAT",
+                   help=" | ".join(formats) + ": " + "; ".join(f"{n}: {d}" for n, d in formats.items()))  # fmt: skip
     p.add_argument("--out", required=True, help="output folder (onnx, pt2) or .mar file / model-store folder (mar)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     # --precision is the spelling sample / serve / ui / bench use.
@@ -33,11 +36,22 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "(the mapping stays fp32); mar with --backend eager: any, run by the handler as "
                         "`ganserve serve --precision` (default: fp32)")  # fmt: skip
     p.add_argument("--fp16", action="store_true", help="the same as --precision fp16")
-    p.add_argument("--backend", default=None, help="mar only: what the archive runs: eager | onnx | pt2")
+    runs = ["eager", *(name for name in formats if name != "mar")]
+    p.add_argument("--backend", default=None, help=f"mar only: what the archive runs: {' | '.join(runs)}")
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--batch-size", type=int, default=None, help="mar only: TorchServe batchSize")
     p.add_argument("--device", default=None, help="mar only: TorchServe deviceType, cpu | gpu")
     return p
+
+
+def _formats() -> dict[str, str]:
+    """Every export format with its one-line description: the registered graph formats, then the archive."""
+    try:
+        from ganserve.export.formats import ARCHIVE, graph_formats
+    except ImportError:  # an install without the export package: the command says so when run
+        return {"mar": "TorchServe archive"}
+    graph = {name: fmt.description or f"{name} graphs" for name, fmt in graph_formats().items()}
+    return {**graph, ARCHIVE: "a TorchServe archive (.mar) running --backend"}
 
 
 @contextlib.contextmanager
@@ -66,14 +80,14 @@ def _size(n: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import ganserve
-    from ganserve.export import FORMATS, ExportError, export_graphs
+    from ganserve.export import ExportError, export_formats, export_graphs
     from ganserve.export.bundle import check_output
 
     if (args.model is None) == (args.model_arg is None):
         raise ExportError("give the model once: --model NAME|PATH (or the positional MODEL)")
     args.model = args.model or args.model_arg
-    if args.format not in FORMATS:
-        raise ExportError(f"unknown format '{args.format}' (formats: {', '.join(FORMATS)})")
+    if args.format not in export_formats():
+        raise ExportError(f"--format: unknown format '{args.format}' (formats: {', '.join(export_formats())})")
     if args.fp16 and args.precision == "fp32":
         raise ExportError("--fp16 contradicts --precision fp32: give one of them")
     precision = "fp16" if args.fp16 else args.precision or "fp32"

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ganserve.backends import backend_names
 from ganserve.precision import PRECISIONS
 from ganserve.requests import DEFAULT_MAX_IMAGES
 
@@ -46,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-batch-delay", type=int, default=5,
                    help="ms a batch waits to fill once it has a request (a lone request waits this long)")  # fmt: skip
     p.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="images per request at most")
-    p.add_argument("--backend", default="eager", help="generator backend (eager, or onnx / pt2 when exported)")
+    p.add_argument("--backend", default="eager",
+                   help=f"generator backend: {' | '.join(backend_names())} (a graph backend exports each model once "
+                        "into its cache, or uses the graphs beside the checkpoint)")  # fmt: skip
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="inference precision of the eager backend, as `ganserve sample --precision` (recorded in "
                         "each PNG's parameters); graph backends run as exported "
@@ -98,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoints = ganserve.available_models()
     if not checkpoints:
         raise ValueError("no models to serve: pass --models or put checkpoints in checkpoints/")
+    if args.backend not in backend_names():  # before TorchServe starts: a worker would only log it
+        raise CommandError(f"--backend: unknown backend '{args.backend}' (backends: {', '.join(backend_names())})")
     if args.backend != "eager" and args.precision != "fp32":
         raise CommandError(f"--precision {args.precision} applies to --backend eager; the {args.backend} backend runs "
                            "its graphs as exported (ganserve export --precision fp16)")  # fmt: skip
