@@ -1,14 +1,14 @@
 """Front-end hints of request fields: how a field is presented (CLI flag and its aliases, help, group, UI widget).
 
 The request model is the declaration: every front end reads its fields through ``request_fields`` and never lists a
-family's fields by hand. A field's hint is a ``FrontEnd`` in its ``Annotated`` metadata::
+family's fields by hand. A field's hint is a ``FrontEnd`` in its ``Annotated`` metadata, on the field itself::
 
     glow: Annotated[float, FrontEnd(flag="--glow", help="how much it glows")] = 0.0
 
-Fields declared in several family modules under one name (``truncation_psi`` in StyleGAN and BigGAN, ``classes``,
-``attention`` ...) take their hint from ``SHARED`` below, keyed by the field's path, so that one name has one
-spelling in every family. A field with no hint at all still reaches every front end: its flag is ``--`` + its name
-with dashes and its value is read from its type (numbers, names, choices, comma lists; JSON for nested objects).
+Fields several families share are declared once, hint included, as types in ``ganserve.fields``
+(``truncation_psi: fields.TruncationPsi``), so one name has one spelling in every family. A field with no hint at
+all still reaches every front end: its flag is ``--`` + its name with dashes and its value is read from its type
+(numbers, names, choices, comma lists; JSON for nested objects).
 Nested fields (``style_mix.layers``) get a flag of their own only when they declare a hint; otherwise their parent's
 flag sets them. No argparse here: the CLI (``ganserve.cli_fields``) and the UI build their controls from this.
 """
@@ -144,70 +144,17 @@ def pixel(text: str) -> dict[str, Any]:
     return {"query": [int(parts[0]), int(parts[1])]}
 
 
-# ---- hints of the fields declared under one name in several family modules ------------------------------------------
-SHARED: dict[str, FrontEnd] = {
-    "seeds": FrontEnd(metavar="SEEDS", help="one image per seed: '0-15', '1,5,9' or mixes of both",
-                      group="seeds and output", widget="text", cli_default="0-15", excludes=("w", "project", "image"),
-                      parse=str, example="3,5-6"),
-    "format": FrontEnd(via="--out", example="x.jpg", group="seeds and output"),
-    "grid": FrontEnd(via="--out", example="x.png", group="seeds and output"),
-    "grid_cols": FrontEnd(flag="--cols", metavar="N", help="grid columns (default: the family's figure shape, else "
-                          "a square)", group="seeds and output", widget="number", example="4"),
-    "class": FrontEnd(metavar="CLASS", group="classes", widget="dropdown", parse=class_value, example="1"),
-    "classes": FrontEnd(metavar="CLASS,CLASS", help="one row of images per class (ids or names), seeds along each row",
-                        group="classes", widget="text", parse=class_list, example="0,2"),
-    "interpolate": FrontEnd(metavar="TO_SEED[:STEPS[:w|z]]", help="frames from each seed to TO_SEED (STEPS frames, "
-                            "default 8; lerp in w or slerp in z)", group="latents", widget="number", parse=interpolate,
-                            example="9:4"),
-    "interpolate.to_class": FrontEnd(metavar="CLASS", help="class interpolation: frames from the class to CLASS (with "
-                                     "--interpolate for the steps and a target seed)", group="classes",
-                                     widget="dropdown", parse=class_value, example="2"),
-    "truncation_psi": FrontEnd(flag="--psi", aliases=("--trunc",), metavar="PSI", help="truncation psi (--trunc: "
-                               "StyleGAN2-ADA's spelling)", group="latents", widget="slider", example="0.7"),
-    "truncation_cutoff": FrontEnd(flag="--cutoff", metavar="N", help="truncate only the first N ws",
-                                  group="latents", widget="number", example="2"),
-    "noise_mode": FrontEnd(help="per-layer noise inputs", group="latents", widget="dropdown", example="random"),
-    "style_mix": FrontEnd(flag="--mix", metavar="SEEDS[:LAYERS]", help="copy the styles of the mixing SEEDS over "
-                          "LAYERS: coarse|middle|fine|A-B (A and B inclusive; default fine)", group="style",
-                          widget="text", parse=style_mix, example="7:coarse"),
-    "style_mix.layers": FrontEnd(flag="--styles", metavar="A-B", help="StyleGAN2-ADA's spelling: the layers A-B of "
-                                 "--mix (inclusive)", group="style", requires=("style_mix",), example="0-2"),
-    "edits": FrontEnd(flag="--edit", metavar="K:AMOUNT[:LAYERS]", help="move w along semantic direction K by AMOUNT "
-                      "stds (on LAYERS: A-B or a group); repeatable", group="style", widget="slider", parse=edit,
-                      repeat=True, example="0:1.5"),
-    "edits.method": FrontEnd(flag="--edit-method", help="how the --edit directions were found: sefa or pca",
-                             group="style", requires=("edits",), example="pca"),
-    "w": FrontEnd(metavar="FILE.npy|ID", help="start from a latent (ganserve project's w.npy, or its id) instead of "
-                  "seeds", group="latents", widget="file", file="base64-or-text"),
-    "project": FrontEnd(metavar="IMAGE", help="project this PNG/JPEG into W and render its w (instead of seeds)",
-                        group="latents", widget="image", file="base64"),
-    "project_steps": FrontEnd(metavar="N", help="optimisation steps of --project", group="latents",
-                              widget="number", requires=("project",), example="20"),
-    "temperature": FrontEnd(metavar="T", help="prior sampling temperature", group="prior",
-                            widget="slider", example="0.9"),
-    "top_k": FrontEnd(metavar="K", help="sample among the K most likely codes", group="prior", widget="number",
-                      example="5"),
-    "top_p": FrontEnd(metavar="P", help="sample within the nucleus of probability P", group="prior", widget="slider",
-                      example="0.8"),
-    "image": FrontEnd(metavar="IMAGE", help="PNG/JPEG: reconstruct it, or with --keep the image whose codes are kept",
-                      group="prior", widget="image", file="base64"),
-    "keep": FrontEnd(metavar="REGION", help="the codes of --image to keep (the rest are re-sampled): top-half, "
-                     "bottom-half, left-half, right-half or box:x0,y0,x1,y1 (code units, x1 and y1 exclusive)",
-                     group="prior", widget="text", parse=keep, requires=("image",), example="top-half"),
-}  # fmt: skip
-
-
 # The order of the CLI's argument groups (and the UI's sections); a group not listed here comes after these.
 GROUPS = ("seeds and output", "latents", "style", "classes", "attention", "prior", "request")
 
 
 # ---- reading the declaration ----------------------------------------------------------------------------------------
-def hint_of(info: FieldInfo, path: str) -> FrontEnd | None:
-    """The field's own hint (Annotated metadata), else the shared one for its path, else None."""
+def hint_of(info: FieldInfo) -> FrontEnd | None:
+    """The field's hint (its Annotated metadata), or None."""
     for m in info.metadata:
         if isinstance(m, FrontEnd):
             return m
-    return SHARED.get(path)
+    return None
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -239,16 +186,16 @@ def request_fields(model: type[BaseModel]) -> list[RequestField]:
     nested: list[RequestField] = []
     for name, info in model.model_fields.items():
         path = json_name(name, info)
-        top.append(RequestField(path, info, hint_of(info, path) or FrontEnd()))
+        top.append(RequestField(path, info, hint_of(info) or FrontEnd()))
         sub, in_list = nested_model(info.annotation)
         if sub is None:
             continue
         for sub_name, sub_info in sub.model_fields.items():
             sub_path = f"{path}.{json_name(sub_name, sub_info)}"
-            hint = hint_of(sub_info, sub_path)
+            hint = hint_of(sub_info)
             if hint is not None:
                 nested.append(RequestField(sub_path, sub_info, hint, in_list))
     return top + nested
 
 
-__all__ = ["SHARED", "FrontEnd", "RequestField", "hint_of", "nested_model", "request_fields"]
+__all__ = ["FrontEnd", "RequestField", "hint_of", "nested_model", "request_fields"]

@@ -1,7 +1,8 @@
-"""Sample requests: the fields families share, the seed syntax, and validation that names the field at fault.
+"""Sample requests: the request bases families build on, the seed syntax, and validation that names the field.
 
 Each family's request model lives in its family module (``ganserve/families/<name>.py``) and is built from the pieces
-here, so the same field means the same thing in every family. Fields a family does not use are refused, not ignored
+here and the field types of ``ganserve.fields`` (each carries its front-end hint), so the same field means the same
+thing, and is spelled the same way, in every family. Fields a family does not use are refused, not ignored
 (``extra="forbid"``). Type and range checks live in the models; checks that need the loaded generator (class names,
 layer counts, the image limit) live in the family's sampler. Every failure becomes a ``RequestError`` naming the field.
 """
@@ -13,6 +14,8 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from ganserve import fields
 
 MAX_SEED = 2**32 - 1  # StyleGAN2-ADA draws z with numpy's RandomState(seed), which takes 32-bit seeds
 DEFAULT_MAX_IMAGES = 64
@@ -103,7 +106,7 @@ def parse_seeds(value: Any, limit: int = MAX_SEEDS) -> list[int]:
     return value
 
 
-Seeds = Annotated[list[int], Field(min_length=1)]
+SeedList = Annotated[list[int], Field(min_length=1)]  # seeds inside an object (style_mix): no flag of their own
 
 
 def finite_float(lo: float, hi: float, default: float) -> Any:
@@ -142,8 +145,8 @@ def parse_layers(value: Any) -> Any:
 class StyleMix(Strict):
     """Copy the ws of each mixing seed over ``layers``: [A, B] / "A-B" (inclusive), or coarse / middle / fine."""
 
-    seeds: Seeds
-    layers: list[int] | Literal["coarse", "middle", "fine"] | str = "fine"
+    seeds: SeedList
+    layers: fields.MixLayers = "fine"
 
     _seeds = field_validator("seeds", mode="before")(classmethod(lambda cls, v: parse_seeds(v)))
     _layers = field_validator("layers", mode="before")(classmethod(lambda cls, v: parse_layers(v)))
@@ -156,7 +159,7 @@ class Edit(Strict):
     direction: int = Field(ge=0, le=1023)
     amount: float = finite_float(-20.0, 20.0, 0.0)
     layers: list[int] | Literal["coarse", "middle", "fine"] | str | None = None
-    method: Literal["sefa", "pca"] = "sefa"
+    method: fields.EditMethod = "sefa"
 
     _layers = field_validator("layers", mode="before")(
         classmethod(lambda cls, v: None if v is None else parse_layers(v))
@@ -193,10 +196,10 @@ class Keep(Strict):
 class BaseRequest(Strict):
     """Fields every family takes: seeds and the output encoding."""
 
-    seeds: Seeds = Field(default_factory=lambda: [0])
-    format: Literal["png", "jpeg", "npy", "json"] = "png"
-    grid: bool = False
-    grid_cols: int | None = Field(default=None, ge=1, le=64)
+    seeds: fields.Seeds = Field(default_factory=lambda: [0])
+    format: fields.Format = "png"
+    grid: fields.Grid = False
+    grid_cols: fields.GridCols = None
 
     _seeds = field_validator("seeds", mode="before")(classmethod(lambda cls, v: parse_seeds(v)))
 
@@ -224,18 +227,13 @@ class ClassField(Strict):
     """``class``: an id or a name, for class-conditional models (an unconditional model refuses it). Families that
     sample per seed (BigGAN, SAGAN, the VQ priors) take an omitted class from each seed: seed % number of classes."""
 
-    class_: int | str | None = Field(
-        default=None,
-        alias="class",
-        description="class id or name; omitted: each image's class is its seed % the number of classes (BigGAN, "
-        "SAGAN, VQ-GAN, ViT-VQGAN), recorded in its params",
-    )
+    class_: fields.ClassId = Field(default=None, alias="class")
 
 
 class LatentRequest(BaseRequest):
     """Families with a latent space: interpolation between seeds."""
 
-    interpolate: Interpolate | None = None
+    interpolate: fields.Interpolation[Interpolate] = None
 
     def image_count(self) -> int:
         return len(self.seeds) * (self.interpolate.steps if self.interpolate else 1)
@@ -247,11 +245,11 @@ class LatentRequest(BaseRequest):
 class VQSamplingFields(ClassField):
     """Autoregressive sampling of a prior over codes (VQ-GAN, ViT-VQGAN), reconstruction and region re-sampling."""
 
-    temperature: float = finite_float(0.01, 10.0, 1.0)
-    top_k: int | None = Field(default=None, ge=1)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
-    image: str | None = None  # base64 PNG/JPEG: reconstruction, or the source for ``keep`` (decoded by the sampler)
-    keep: Keep | None = None
+    temperature: fields.Temperature = 1.0
+    top_k: fields.TopK = None
+    top_p: fields.TopP = None
+    image: fields.SourceImage = None  # reconstruction, or the source for ``keep``
+    keep: fields.KeepRegion[Keep] = None
 
     @field_validator("keep", mode="after")
     @classmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,9 +20,10 @@ import ganserve
 from ganserve import cli_fields, families
 from ganserve.cli import build_parser, main
 from ganserve.commands import sample as sample_cmd
-from ganserve.front_end import FrontEnd, RequestField, request_fields
+from ganserve.front_end import FrontEnd, request_fields
 from ganserve.requests import validate_request
 from ganserve.sampling import sample
+from tests.field_examples import example_argv, example_files, is_set, is_switch
 
 
 def _sample_parser() -> argparse.ArgumentParser:
@@ -31,59 +31,19 @@ def _sample_parser() -> argparse.ArgumentParser:
     return sub.choices["sample"]
 
 
-def _files(tmp_path: Path) -> dict[str, Path]:
-    png, npy = tmp_path / "in.png", tmp_path / "w.npy"
-    Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(png)
-    buf = io.BytesIO()
-    np.save(buf, np.zeros((2, 4), np.float32))
-    npy.write_bytes(buf.getvalue())
-    return {"base64": png, "base64-or-text": npy}
-
-
-def _example(f: RequestField, files: dict[str, Path]) -> str:
-    """The value a conformance run gives the field's flag: its declared example, a file, or one read off its type."""
-    if f.hint.file:
-        return str(files[f.hint.file])
-    if f.hint.example is not None:
-        return f.hint.example
-    raise AssertionError(f"{f.path}: declare a FrontEnd(example=...) so the conformance test can parse it")
-
-
-def _argv(fam_fields: dict[str, RequestField], path: str, files: dict[str, Path]) -> list[str]:
-    f = fam_fields[path]
-    argv = [f.hint.via or f.flag] if _is_switch(f) else [f.hint.via or f.flag, _example(f, files)]
-    for need in f.hint.requires:
-        argv = _argv(fam_fields, need, files) + argv
-    return argv
-
-
-def _is_switch(f: RequestField) -> bool:
-    return f.info.annotation is bool and not f.hint.via and not f.hint.parse
-
-
-def _is_set(model: Any, path: str) -> bool:
-    """Whether the validated request holds the field as given (not its default)."""
-    *parents, name = path.split(".")
-    for p in parents:
-        model = getattr(model, p)
-        model = model[0] if isinstance(model, list) else model
-    attr = next(n for n, i in type(model).model_fields.items() if (i.alias or n) == name)
-    return attr in model.model_fields_set
-
-
 @pytest.mark.parametrize("family", families.family_names())
 def test_every_field_of_every_family_has_a_flag_that_parses_into_it(family, tmp_path):
     parser = _sample_parser()
-    files = _files(tmp_path)
+    files = example_files(tmp_path)
     fam_fields = {f.path: f for f in request_fields(families.get_family(family).request)}
     options = {s for a in parser._actions for s in a.option_strings}
     for path, f in fam_fields.items():
-        argv = _argv(fam_fields, path, files)
-        assert argv[-2 if not _is_switch(f) else -1] in options, f"{family}.{path}: no flag {argv}"
+        argv = example_argv(fam_fields, path, files)
+        assert argv[-2 if not is_switch(f) else -1] in options, f"{family}.{path}: no flag {argv}"
         args = parser.parse_args(["--model", "x", *argv])
         req = sample_cmd.build_request(args)
         parsed = validate_request(families.get_family(family).request, req, family)
-        assert _is_set(parsed, path), f"{family}.{path}: {argv} did not set it (request {req})"
+        assert is_set(parsed, path), f"{family}.{path}: {argv} did not set it (request {req})"
 
 
 def test_a_new_field_is_a_new_flag_with_nothing_else_written(monkeypatch):
@@ -289,7 +249,7 @@ def test_export_takes_model_as_a_flag_or_the_old_positional(cli):
 
 def test_seeds_default_to_a_grid_unless_another_source_of_latents_is_given(tmp_path):
     parser = _sample_parser()
-    w = _files(tmp_path)["base64-or-text"]
+    w = example_files(tmp_path)["base64-or-text"]
     assert sample_cmd.build_request(parser.parse_args(["--psi", "0.5"]))["seeds"] == "0-15"
     assert "seeds" not in sample_cmd.build_request(parser.parse_args(["--w", str(w)]))
     assert "seeds" not in sample_cmd.build_request(parser.parse_args(["--image", str(w)]))

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ganserve import fields
 from ganserve.families import Family, Part, Sampler
 from ganserve.families.conditional import CLASS_FROM_SEED, ConditionalRequest, plan_class_rows
 from ganserve.latents import truncated_normal_from_seed
@@ -28,7 +29,7 @@ TRUNCATION_THRESHOLD = 2.0
 class BigGANRequest(ConditionalRequest):
     """BigGAN: ``truncation_psi`` in (0, 1] scales a TN(-2, 2) latent and picks the standing statistics."""
 
-    truncation_psi: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    truncation_psi: fields.TruncationPsi = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
 
 
 def biggan_latent(seed: int, z_dim: int, psi: float) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from ganserve import fields
 from ganserve.latents import steps
 from ganserve.requests import MAX_SEED, ClassField, LatentRequest, Strict
 from ganserve.sampling import class_names, resolve_class
@@ -35,7 +36,7 @@ class ClassInterpolate(Strict):
     embedding lerped); give at least one of the two."""
 
     to_seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    to_class: int | str | None = None
+    to_class: fields.ToClass = None
     steps: int = Field(default=8, ge=2, le=256)
     space: Literal["z"] = "z"
 
@@ -49,8 +50,8 @@ class ClassInterpolate(Strict):
 class ConditionalRequest(LatentRequest, ClassField):
     """Seeds, one ``class`` or a list of ``classes``, and seed/class interpolation."""
 
-    classes: list[int | str] | None = Field(default=None, min_length=1, max_length=1024)
-    interpolate: ClassInterpolate | None = None
+    classes: fields.Classes = None
+    interpolate: fields.Interpolation[ClassInterpolate] = None
 
     @model_validator(mode="after")
     def _classes(self) -> ConditionalRequest:

@@ -14,6 +14,7 @@ import torch
 from pydantic import field_validator
 from torch import nn
 
+from ganserve import fields
 from ganserve.families import Family, Part, Sampler
 from ganserve.latents import normal_from_seed, slerp, steps
 from ganserve.requests import ClassField, Interpolate, LatentRequest
@@ -35,7 +36,7 @@ class ZInterpolate(Interpolate):
 
 
 class ProGANRequest(LatentRequest, ClassField):
-    interpolate: ZInterpolate | None = None
+    interpolate: fields.Interpolation[ZInterpolate] = None
 
 
 def grown_to(model: nn.Module) -> dict[str, Any]:

@@ -9,14 +9,14 @@ Semantics are StyleGAN2-ADA's: z = RandomState(seed).randn(z_dim); truncation le
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from torch import nn
 
-from ganserve import directions, jobs, latents_store
+from ganserve import directions, fields, jobs, latents_store
 from ganserve.families import Family, Part, Sampler
 from ganserve.images import MAX_IMAGE_BYTES, ImageDecodeError, decode_image
 from ganserve.latents import normal_from_seed, slerp, steps
@@ -28,16 +28,16 @@ from ganserve.surface import StyleModel, latent_directions, require_gradients
 class StyleRequest(LatentRequest, ClassField):
     """Requests for the style-based generators (StyleGAN, StyleGAN2)."""
 
-    truncation_psi: float = finite_float(-1.0, 2.0, 1.0)
-    truncation_cutoff: int | None = Field(default=None, ge=0)
-    noise_mode: Literal["const", "random", "none"] = "const"
-    style_mix: StyleMix | None = None
-    edits: list[Edit] | None = Field(default=None, max_length=16)
+    truncation_psi: fields.TruncationPsi = finite_float(-1.0, 2.0, 1.0)
+    truncation_cutoff: fields.TruncationCutoff = None
+    noise_mode: fields.NoiseMode = "const"
+    style_mix: fields.StyleMixing[StyleMix] = None
+    edits: fields.Edits[Edit] = None
     # Latents instead of seeds: a projected w (an id or a base64 .npy of [num_ws, w_dim], [w_dim] or N of those),
     # or an image to project (base64 PNG/JPEG) whose w then makes the picture.
-    w: str | None = Field(default=None, max_length=latents_store.MAX_NPY_BYTES * 4 // 3 + 4)
-    project: str | None = Field(default=None, max_length=MAX_IMAGE_BYTES * 4 // 3 + 4)
-    project_steps: int = Field(default=300, ge=1, le=1000)
+    w: fields.LatentW = Field(default=None, max_length=latents_store.MAX_NPY_BYTES * 4 // 3 + 4)
+    project: fields.ProjectImage = Field(default=None, max_length=MAX_IMAGE_BYTES * 4 // 3 + 4)
+    project_steps: fields.ProjectSteps = 300
 
     _w: np.ndarray | None = PrivateAttr(default=None)
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import model_validator
 from torch import nn
 
+from ganserve import fields
 from ganserve.families import Family, Part, Sampler
 from ganserve.families.conditional import CLASS_FROM_SEED
 from ganserve.images import ImageDecodeError, decode_image, from_uint8
@@ -38,7 +39,7 @@ class VQRequest(BaseRequest, VQSamplingFields):
     """Requests for the VQ families (VQ-GAN, ViT-VQGAN): seeds, class (or a list of classes: one image per class x
     seed, class by row), sampling filters, image and keep."""
 
-    classes: list[int | str] | None = Field(default=None, min_length=1, max_length=1024)
+    classes: fields.Classes = None
 
     @model_validator(mode="after")
     def _one_class_field(self) -> VQRequest:
