@@ -79,3 +79,15 @@ def test_every_package_folder_is_listed_in_pyproject():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ganserve").rglob("__init__.py")}
     assert on_disk <= listed, f"add to pyproject's packages: {sorted(on_disk - listed)}"
+
+
+def test_the_installed_entry_points_declare_every_export_format(wheel_venv, tmp_path):
+    """pyproject's ``ganserve.backends`` lines as a wheel installs them: each names a GraphFormat that the export
+    registry and the core's backends both find (one declaration per format)."""
+    py = wheel_venv / "bin" / "python"
+    code = (
+        "from ganserve.backends import backend_names; from ganserve.export import graph_formats; "
+        "print(','.join(backend_names())); print(','.join(n + f.suffix for n, f in graph_formats().items()))"
+    )
+    out = subprocess.run([str(py), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["eager,onnx,pt2", "onnx.onnx,pt2.pt2"]
