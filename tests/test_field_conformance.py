@@ -9,10 +9,11 @@ declares (``ganserve.front_end.request_fields``, nested ones included):
 - Python: ``model.sample(**keywords)`` answers that request (``class_`` for ``class``);
 - HTTP JSON: the serving core (``SampleService``, in-process, no TorchServe) answers the same JSON body with the same
   bytes as ``encode_result`` of the Python answer, or takes it as a job (202, projection);
-- UI: the model's ``ControlSpec`` (what the UI builds its controls from) offers the field, or the field has a
-  documented route (``UI_ROUTES``).
+- UI: the model's ``ControlSpec`` (what the UI builds its panels from) offers the field, or the field has a
+  documented route (``UI_ROUTES``); any other field must get the UI's generic control from its hint
+  (``ganserve.ui.fields.from_schema``: a top-level field with a scalar widget).
 
-A new field of an existing family needs nothing here; a new family needs a tiny model in ``tiny_models``.
+A new field of an existing family needs nothing here; a new family needs a tiny model in ``TINY``.
 """
 
 from __future__ import annotations
@@ -208,9 +209,14 @@ def test_field_reaches_every_front_end(family, path, tiny_models, tmp_path):
     top = path.split(".")[0]
     if path in UI_GAPS:
         pytest.xfail(UI_GAPS[path])
-    assert path in UI_ROUTES, f"{family}.{path}: declare how the UI reaches it (UI_ROUTES)"
-    route = UI_ROUTES[path]
-    if callable(route):
+    route = UI_ROUTES.get(path)
+    if route is None:  # a field no panel presents: the UI's generic control, made from its hint and schema
+        generic = getattr(pytest.importorskip("ganserve.ui.fields"), "from_schema", None)
+        schema = get_family(family).request.model_json_schema(by_alias=True)
+        assert generic is not None and generic(fields[path], schema) is not None, (
+            f"{family}.{path}: the UI has no control for it (give it a scalar widget, or a route in UI_ROUTES)"
+        )
+    elif callable(route):
         spec = tiny_models.spec(family)
         assert spec.has(top) and route(spec), f"{family}.{path}: the UI offers no control for it"
 
@@ -221,3 +227,32 @@ def test_the_cli_examples_are_not_the_defaults():
         for f in request_fields(get_family(family).request):
             if f.hint.example is not None and not f.hint.via:
                 assert f.hint.example != str(f.info.default), (family, f.path)
+
+
+# ---- every field is in a request kind that runs on every backend -------------------------------------------------
+# Fields no backend renders differently: the encoding (applied to the rendered uint8 images, one code for every
+# backend), and projection (eager only; graph backends refuse it by name: test_backend_conformance.py).
+BACKEND_FREE = {"format", "grid", "grid_cols", "project", "project_steps"}
+
+
+def _sets(body: Any, path: str) -> bool:
+    """Whether a request body gives ``path`` ("style_mix.layers": in the object, or in every item of a list)."""
+    head, _, rest = path.partition(".")
+    if not isinstance(body, dict) or head not in body:
+        return False
+    value = body[head]
+    if not rest:
+        return True
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(_sets(item, rest) for item in items)
+
+
+@pytest.mark.parametrize("family", family_names())
+def test_every_field_is_in_a_backend_request_kind(family):
+    """tests/test_backend_conformance.py runs its request kinds on eager, onnx and pt2 (within one uint8 level); the
+    kinds a family takes must between them give every field of its request model, so no field escapes that check."""
+    backend = pytest.importorskip("tests.test_backend_conformance")
+    bodies = [backend.KINDS[k][0] for k in backend.kinds_of(family)]
+    for f in request_fields(get_family(family).request):
+        if f.path not in BACKEND_FREE:
+            assert any(_sets(b, f.path) for b in bodies), f"{family}.{f.path}: no request kind gives it (add one)"
