@@ -368,6 +368,31 @@ def test_an_upstream_that_drops_the_connection_is_a_502():
     assert r.status == 502 and "closed the connection" in msg["message"]
 
 
+def test_an_answer_followed_by_a_reset_reaches_the_client_whole():
+    """TorchServe answers an error with ``connection: close`` and resets the connection right after it."""
+    import struct
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = b'{"error": "invalid request", "field": "", "message": "' + b"m" * 5000 + b'"}'
+
+    def answer_then_reset() -> None:
+        s, _ = listener.accept()
+        s.recv(65536)
+        s.sendall(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer)
+        )
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        s.close()
+
+    threading.Thread(target=answer_then_reset, daemon=True).start()
+    with Front(("127.0.0.1", 0), listener.getsockname(), FAST) as f:
+        c = conn(f)
+        c.request("POST", "/predictions/m", body=b"{oops")
+        r = c.getresponse()
+        assert r.status == 400 and r.read() == answer
+    listener.close()
+
+
 def test_an_upstream_without_an_answer_is_a_504(upstream):
     with Front(("127.0.0.1", 0), upstream.server_address, FrontLimits(response_timeout_s=0.3)) as f:
         c = conn(f)
@@ -387,3 +412,41 @@ def test_close_ends_connections_and_frees_the_port(upstream):
     f.close()
     assert s.recv(100) == b""
     assert port_is_free("127.0.0.1", f.port)  # nothing listens there any more
+
+
+# ---- wiring: the launcher puts the front on the public port ------------------------------------------------------
+def test_torchserve_listens_behind_the_front_with_its_limit_above_the_fronts(tmp_path):
+    from ganserve.serving.config import ServerConfig
+    from ganserve.serving.launcher import Server
+
+    server = Server({}, tmp_path)
+    c = server.config
+    props = c.properties()
+    assert c.upstream_port not in (c.inference_port, c.management_port, c.metrics_port, c.grpc_inference_port)
+    assert props["inference_address"] == f"http://127.0.0.1:{c.upstream_port}" == c.upstream_url
+    assert c.inference_url == f"http://127.0.0.1:{c.inference_port}"  # what clients and `ganserve serve` print
+    assert int(props["max_request_size"]) > MAX_BODY_BYTES  # the front refuses first, at every size
+    assert server.front_limits.response_timeout_s > int(props["default_response_timeout"])
+    # without a front (the config alone), TorchServe listens where it is told, as before
+    assert ServerConfig(model_store=tmp_path, inference_port=9).properties()["inference_address"].endswith(":9")
+
+
+def test_bench_front_pairs_calls_alternating_the_order(monkeypatch):
+    from ganserve.benchmarks import serve as bench
+
+    clock, order = [0.0], []
+
+    def call(side: str, ms: float):
+        def fn(i: int) -> int:
+            order.append(side)
+            clock[0] += ms / 1000
+            return 200 if i != 99 else 500
+
+        return fn
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    r = bench.paired_calls(call("f", 3.0), call("d", 1.0), 4, warmup=0)
+    assert order == ["f", "d", "d", "f", "f", "d", "d", "f"]  # alternated call by call
+    assert r["pairs"] == 4 and r["added_median_ms"] == 2.0 and r["front_over_direct"] == 3.0
+    with pytest.raises(RuntimeError, match="front: HTTP 500"):
+        bench.paired_calls(lambda i: 500, call("d", 1.0), 1, warmup=0)

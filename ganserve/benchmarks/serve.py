@@ -8,6 +8,11 @@ worker's own time), then the median and spread of those differences: frontend, I
 measured apart are never subtracted; the in-process time of the same request through SampleService is printed for
 reference only.)
 
+``--scenario front``: the latency ganserve's front adds on the inference port. One server (batching off); each
+request goes once through the front and once straight to TorchServe's loopback port behind it, the order alternating
+call by call, on one keep-alive connection each, from one thread; the paired differences (front minus direct) give the
+added latency, for ``GET /ping`` (TorchServe's frontend alone) and a one-image prediction.
+
 ``--scenario worker-kill``: ``--clients`` threads send ``--requests`` one-image requests while one worker is
 SIGKILLed a third of the way through, for each workers x client-retries setting; it counts the answers that were not
 200 and times the worker's restart.
@@ -26,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,7 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="latency and throughput of a real TorchServe on loopback, batching on and off",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("--model", default="stylegan2-fashion-32", help="model name or checkpoint path")
-    p.add_argument("--scenario", choices=["latency", "worker-kill"], default="latency", help="what to measure")
+    p.add_argument(
+        "--scenario",
+        choices=["latency", "front", "worker-kill"],
+        default="latency",
+        help="what to measure (front: the latency ganserve's front adds, paired with direct calls)",
+    )
     p.add_argument("--concurrency", default="1,8,16,32", help="comma-separated concurrent clients")
     p.add_argument("--requests", type=int, default=64, help="requests per concurrency level / per setting (bounded)")
     p.add_argument("--batch-size", type=int, default=8, help="TorchServe batchSize when batching is on")
@@ -161,6 +172,8 @@ def _defaults(args: argparse.Namespace, checkpoint: Path) -> tuple[int, int | No
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "worker-kill":
         return run_worker_kill(args)
+    if args.scenario == "front":
+        return run_front(args)
     from ganserve.serving.store import ArchiveOptions
 
     checkpoint = resolve(args.model)
@@ -224,6 +237,62 @@ def _server(args: argparse.Namespace, checkpoints: dict, workdir: Path, options)
         raise ValueError(f"--inference-port and --management-port are both {args.inference_port}")
     return Server(checkpoints, workdir, archive=options, inference_port=args.inference_port,
                   management_port=args.management_port)  # fmt: skip
+
+
+# ---- front ---------------------------------------------------------------------------------------------------------
+def paired_calls(front: Callable[[int], int], direct: Callable[[int], int], n: int, warmup: int = 4) -> dict:
+    """``n`` pairs of calls (each returns its HTTP status), alternated call by call (front first on even i, direct
+    first on odd i); ms of each side and of the paired differences front - direct."""
+    for i in range(warmup):
+        front(i), direct(i)
+    times: dict[str, list[float]] = {"front": [], "direct": []}
+    for i in range(n):
+        for side in ("front", "direct") if i % 2 == 0 else ("direct", "front"):
+            t0 = time.perf_counter()
+            status = (front if side == "front" else direct)(i)
+            times[side].append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                raise RuntimeError(f"{side}: HTTP {status}")
+    diffs = sorted(f - d for f, d in zip(times["front"], times["direct"]))
+    ratios = sorted(f / d for f, d in zip(times["front"], times["direct"]))  # per pair, never a ratio of medians
+    return {"pairs": n, "front_p50_ms": round(statistics.median(times["front"]), 2),
+            "direct_p50_ms": round(statistics.median(times["direct"]), 2),
+            "added_median_ms": round(statistics.median(diffs), 2), "added_q1_ms": round(_percentile(diffs, 25), 2),
+            "added_q3_ms": round(_percentile(diffs, 75), 2), "front_over_direct": round(statistics.median(ratios), 3),
+            "ratio_q1": round(_percentile(ratios, 25), 3), "ratio_q3": round(_percentile(ratios, 75), 3)}  # fmt: skip
+
+
+def run_front(args: argparse.Namespace) -> int:
+    from ganserve.serving.client import Client
+    from ganserve.serving.store import ArchiveOptions
+
+    checkpoint = resolve(args.model)
+    name = checkpoint.stem
+    workers, threads = _defaults(args, checkpoint)
+    options = ArchiveOptions(batch_size=1, max_batch_delay_ms=1, min_workers=workers, max_workers=workers,
+                             threads=threads)  # fmt: skip
+    report: dict = {"command": cli_command(args), "model": name, "workers": workers, "threads": threads,
+                    "cpus": os.cpu_count()}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, _server(args, {name: checkpoint}, Path(tmp), options) as server:
+        through = server.client(retries=0)  # the public port: ganserve's front
+        direct = Client(server.config.upstream_url, server.config.management_url, key_file=server.key_file,
+                        retries=0)  # fmt: skip
+        report["ping"] = paired_calls(lambda i: through.ping().status_code, lambda i: direct.ping().status_code,
+                                      args.requests)  # fmt: skip
+        report["predict_one_image"] = paired_calls(
+            lambda i: through.predict_raw(name, {"seeds": [i]}).status_code,
+            lambda i: direct.predict_raw(name, {"seeds": [i]}).status_code, args.requests,
+        )  # fmt: skip
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"$ {report['command']}")
+    for key in ("ping", "predict_one_image"):
+        r = report[key]
+        print(f"{key}: front p50 {r['front_p50_ms']} ms, direct p50 {r['direct_p50_ms']} ms, added (paired) median "
+              f"{r['added_median_ms']} ms [IQR {r['added_q1_ms']}..{r['added_q3_ms']}], front / direct per pair "
+              f"{r['front_over_direct']} [IQR {r['ratio_q1']}..{r['ratio_q3']}] ({r['pairs']} pairs)")  # fmt: skip
+    return 0
 
 
 # ---- worker-kill -------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ganserve.serving.bodies import MAX_BODY_BYTES
+
 # TorchServe fetches whatever an API names (POST /models or /workflows ?url=http://... or file://...) when the URL
 # matches one of ``allowed_urls`` (default: any file:// or http(s):// URL). The model API can be switched off, the
 # workflow API cannot: with the management key, a workflow archive from a URL ran its handler in a new worker. A
@@ -20,6 +22,12 @@ NO_URL_ALLOWED = "(?!)"
 # and nothing renews them: from then on every call gets 400. Ten years is "the server's life" and stays far from
 # java.time.Instant's overflow. The key file still shows the date, and clients re-read it on every refusal.
 KEY_LIFETIME_MIN = 10 * 365 * 24 * 60
+
+# The body limit has one source, ganserve.serving.bodies.MAX_BODY_BYTES (1 MiB): the handler and ganserve's front
+# (ganserve.serving.front) both refuse above it with the same JSON 413. TorchServe's own max_request_size stays above
+# it, so its frontend, which answers an empty 413 before any handler runs, never sees a body the front let through;
+# twice the limit leaves room for gRPC, which reaches TorchServe directly and meets the handler's JSON 413 first.
+TORCHSERVE_MAX_REQUEST_BYTES = 2 * MAX_BODY_BYTES
 
 
 # TorchServe's own log4j2.xml logs the frontend at DEBUG, twice into ts_log.log (a logger and the root both write it)
@@ -85,7 +93,9 @@ def free_port(host: str = "127.0.0.1", exclude: Collection[int] = ()) -> int:
 class ServerConfig:
     model_store: Path
     host: str = "127.0.0.1"
-    inference_port: int = 8080
+    inference_port: int = 8080  # the public inference port: ganserve's front when ``upstream_port`` is set
+    # TorchServe's own inference port behind the front, on loopback; None: TorchServe listens on inference_port itself
+    upstream_port: int | None = None
     management_port: int = 8081
     metrics_port: int = 8082
     # The metrics endpoint has no authentication in TorchServe: it stays on loopback whatever ``host`` is.
@@ -98,9 +108,6 @@ class ServerConfig:
     workers: int = 1
     models: str = "all"  # what to load at start: "all" or "a.mar,b.mar"
     response_timeout_s: int = 120
-    # The frontend's own limit (it answers 413 with an empty body above it); the handler's JSON 413 applies from
-    # ganserve.serving.bodies.MAX_BODY_BYTES (1 MiB), so bodies between the two get ganserve's JSON error.
-    max_request_mb: int = 2
     jvm_heap_mb: int = 512
     netty_threads: int = 0  # 0: TorchServe's default (one per core)
     job_queue_size: int = 100  # per model; a burst beyond it gets the frontend's 503
@@ -116,6 +123,11 @@ class ServerConfig:
         return f"http://{self.host}:{self.inference_port}"
 
     @property
+    def upstream_url(self) -> str:
+        """Where TorchServe's inference API listens: behind the front on loopback, or the public URL without one."""
+        return f"http://127.0.0.1:{self.upstream_port}" if self.upstream_port else self.inference_url
+
+    @property
     def management_url(self) -> str:
         return f"http://{self.host}:{self.management_port}"
 
@@ -124,9 +136,8 @@ class ServerConfig:
         return f"http://{self.metrics_host}:{self.metrics_port}"
 
     def properties(self) -> dict[str, str]:
-        size = str(self.max_request_mb * 1024 * 1024)
         props = {
-            "inference_address": self.inference_url,
+            "inference_address": self.upstream_url,
             "management_address": self.management_url,
             "metrics_address": self.metrics_url,
             "grpc_inference_address": self.host,
@@ -149,7 +160,7 @@ class ServerConfig:
             # The Python worker would json.loads application/json bodies itself (and hand over the bytes when that
             # fails, or a dict with duplicate keys merged): off, so ganserve.serving.bodies reads every body strictly.
             "decode_input_request": "false",
-            "max_request_size": size,
+            "max_request_size": str(TORCHSERVE_MAX_REQUEST_BYTES),
             "max_response_size": str(64 * 1024 * 1024),
             "job_queue_size": str(self.job_queue_size),
             "vmargs": f"-Xmx{self.jvm_heap_mb}m -XX:+UseSerialGC"

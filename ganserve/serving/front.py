@@ -199,6 +199,15 @@ def parse_response_head(head: bytes) -> Response:
     return Response(int(m.group(1)), line, headers, length, te[-1:] == ["chunked"], close)
 
 
+class _ResetIsEof(asyncio.StreamReaderProtocol):
+    """TorchServe resets the connection right after an error answer (``connection: close``); a StreamReader would
+    then raise the reset before handing over the answer's body it already holds. Read to the end first, then EOF:
+    an answer cut short still shows as one (fewer bytes than its Content-Length)."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(None)
+
+
 class _Upstream:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -277,16 +286,18 @@ class _Connection:
             return
         self._drop_upstream()
         host, port = self.front.upstream
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=self.limits.max_header_bytes, loop=loop)
+        protocol = _ResetIsEof(reader, loop=loop)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=self.limits.max_header_bytes),
-                self.limits.connect_timeout_s,
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: protocol, host, port), self.limits.connect_timeout_s
             )
         except (OSError, asyncio.TimeoutError) as e:
             why = "no answer" if isinstance(e, asyncio.TimeoutError) else (e.strerror or type(e).__name__)
             raise HTTPError(502, f"the inference server (TorchServe at {self.front.upstream_label}) is not reachable "
                                  f"({why}): it may be down or restarting") from None  # fmt: skip
-        self.up = _Upstream(reader, writer)
+        self.up = _Upstream(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
     # ---- one connection ------------------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -8,6 +8,11 @@ are checked, and a TorchServe left running in the same work dir (its pid file) i
 /ping turns healthy before workers have loaded, so readiness is read from the management API: every model listed with
 all its workers READY; a worker that fails to load ends the wait at once with its own error, read from the logs.
 
+The public inference port is ganserve's front (ganserve.serving.front), run in a thread of this process: it answers
+a body over the limit with ganserve's JSON 413 at every size and streams everything else to TorchServe's inference
+API, which listens on a loopback port of its own (``config.upstream_url``). Management, metrics and gRPC are
+TorchServe's own ports, as they were.
+
 Lifetime: TorchServe runs under a small watchdog process, the leader of its own process group. The watchdog holds the
 read end of a pipe whose only write end is this process's: when this process dies in any way, SIGKILL included, the
 pipe reads EOF and the watchdog ends the whole group (frontend, Java, workers). stop() ends the group itself, then
@@ -30,9 +35,11 @@ from pathlib import Path
 
 from ganserve.serving.client import Client
 from ganserve.serving.config import KEY_LIFETIME_MIN, LOG4J2_XML, ServerConfig, free_port
+from ganserve.serving.front import Front, FrontLimits
 from ganserve.serving.store import ArchiveOptions, build_archive
 
 KEY_FILE = "key_file.json"
+UPSTREAM_ROLE = "TorchServe inference, behind the front"
 PID_FILE = "torchserve.pid"
 WATCHDOG_TAG = "ganserve-watchdog"
 
@@ -143,11 +150,13 @@ class Server:
         job_queue_size: int = 100,
         properties: dict[str, str] | None = None,
         quiet_logs: bool = True,
+        front: FrontLimits | None = None,
     ) -> None:
         """checkpoints: model name -> .safetensors; archives: ready-made .mar files to serve as well.
         Ports of 0 are picked free on ``host`` (TorchServe's gRPC endpoints too, so servers can run side by side).
         The metrics endpoint has no authentication and always binds 127.0.0.1. ``properties``: further
-        config.properties keys, written last (they win)."""
+        config.properties keys, written last (they win). ``front``: the limits of the front on the inference port
+        (default: FrontLimits, its response timeout above TorchServe's)."""
         self.workdir = Path(workdir).resolve()
         self.checkpoints, self.extra_archives = dict(checkpoints), [Path(a) for a in archives]
         self.archive_options = archive or ArchiveOptions(min_workers=workers, max_workers=workers)
@@ -157,10 +166,12 @@ class Server:
         for port, bind in ((inference_port, host), (management_port, host), (metrics_port, "127.0.0.1"),
                            (grpc_ports[0], host), (grpc_ports[1], host)):  # fmt: skip
             chosen.append(port or free_port(bind, exclude=chosen))
+        upstream_port = free_port("127.0.0.1", exclude=chosen)  # TorchServe's inference API, behind the front
         self.config = ServerConfig(
             model_store=self.workdir / "model-store",
             host=host,
             inference_port=chosen[0],
+            upstream_port=upstream_port,
             management_port=chosen[1],
             metrics_port=chosen[2],
             grpc_inference_port=chosen[3],
@@ -175,6 +186,10 @@ class Server:
             log_config=self.workdir / "log4j2.xml" if quiet_logs else None,
             extra=dict(properties or {}),
         )
+        # above TorchServe's response timeout, so TorchServe's own answer (500 "Worker died.") comes before a 504
+        answer_s = max(self.archive_options.response_timeout_s, self.config.response_timeout_s) + 30
+        self.front_limits = front or FrontLimits(response_timeout_s=answer_s)
+        self.front: Front | None = None
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "torchserve.log"
         self._log_start: dict[Path, int] = {}
@@ -183,13 +198,15 @@ class Server:
     @property
     def ports(self) -> tuple[int, ...]:
         c = self.config
-        return c.inference_port, c.management_port, c.metrics_port, c.grpc_inference_port, c.grpc_management_port
+        return (c.inference_port, c.management_port, c.metrics_port, c.grpc_inference_port, c.grpc_management_port,
+                c.upstream_port)  # fmt: skip
 
     def _port_roles(self) -> list[tuple[str, int, str]]:
         c = self.config
         return [(c.host, c.inference_port, "inference"), (c.host, c.management_port, "management"),
                 (c.metrics_host, c.metrics_port, "metrics"), (c.host, c.grpc_inference_port, "gRPC inference"),
-                (c.host, c.grpc_management_port, "gRPC management")]  # fmt: skip
+                (c.host, c.grpc_management_port, "gRPC management"),
+                ("127.0.0.1", c.upstream_port, UPSTREAM_ROLE)]  # fmt: skip
 
     @property
     def model_names(self) -> list[str]:
@@ -232,7 +249,9 @@ class Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.check_workdir()
         for host, port, role in self._port_roles():
-            if not port_is_free(host, port):
+            if role == UPSTREAM_ROLE and not port_is_free(host, port):  # picked by us, taken since: pick again
+                self.config.upstream_port = free_port(host, exclude=self.ports)
+            elif not port_is_free(host, port):
                 raise PortInUse(port, host, role)
         if self.verify:
             verify_checkpoints(self.checkpoints, self.archive_options.precision)
@@ -259,11 +278,20 @@ class Server:
             )  # fmt: skip
         try:
             self.pid_file.write_text(f"{self.process.pid}\n")
+            self.start_front()
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_front(self) -> None:
+        """Bind the public inference port (ganserve's front) and forward it to TorchServe's loopback port."""
+        c = self.config
+        try:
+            self.front = Front((c.host, c.inference_port), ("127.0.0.1", c.upstream_port), self.front_limits).start()
+        except OSError:
+            raise PortInUse(c.inference_port, c.host, "inference") from None
 
     def _log_files(self) -> list[Path]:
         return [self.log_path, self.workdir / "logs" / "model_log.log", self.workdir / "logs" / "ts_log.log"]
@@ -332,7 +360,10 @@ class Server:
         raise ServerError(f"TorchServe not ready after {timeout:.0f}s ({last}):\n{self.log_tail()}")
 
     def stop(self, timeout: float = 30) -> None:
-        """End TorchServe and every worker (its whole process group), then check the ports are free."""
+        """End the front, TorchServe and every worker (its whole process group), then check the ports are free."""
+        if self.front is not None:
+            self.front.close()
+            self.front = None
         if self.process is None:
             return
         pgid = self.process.pid
