@@ -18,6 +18,7 @@ Hints for nested fields (``style_mix.layers`` -> ``--styles``) sit on the nested
 
 from __future__ import annotations
 
+import copy
 import typing
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -160,11 +161,6 @@ KeepRegion = Annotated[  # KeepRegion[Keep]
 
 
 # ---- narrowing a shared type -----------------------------------------------------------------------------------------
-def _constraints(meta: Any) -> list[Any]:
-    """A metadata item as constraint objects (a ``Field(...)`` inside Annotated holds them in its ``metadata``)."""
-    return list(meta.metadata) if isinstance(meta, FieldInfo) else [meta]
-
-
 def narrow(field_type: Any, **bounds: Any) -> Any:
     """``field_type`` with some of its bounds replaced (``narrow(Temperature, le=2.0)``), its hint kept.
 
@@ -172,10 +168,17 @@ def narrow(field_type: Any, **bounds: Any) -> Any:
     if typing.get_origin(field_type) is not Annotated:
         raise TypeError(f"narrow() takes an Annotated field type, got {field_type!r}")
     base, *meta = typing.get_args(field_type)
-    new = Field(**bounds).metadata
-    kinds = {type(c) for c in new}
-    kept = [c for m in meta for c in _constraints(m) if type(c) not in kinds]
-    return Annotated[(base, *kept, *new)]
+    new = Field(**bounds)
+    kinds = {type(c) for c in new.metadata}
+    kept = []
+    for m in meta:
+        if isinstance(m, FieldInfo):  # a Field(...) inside Annotated: its bounds in .metadata, the rest kept
+            m = copy.copy(m)
+            m.metadata = [c for c in m.metadata if type(c) not in kinds]
+        elif type(m) in kinds:
+            continue
+        kept.append(m)
+    return Annotated[(base, *kept, new)]
 
 
 __all__ = [

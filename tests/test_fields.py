@@ -79,6 +79,14 @@ def test_narrow_replaces_a_bound_and_keeps_the_hint():
     with pytest.raises(TypeError, match="Annotated"):
         fields.narrow(float, le=1.0)
 
+    class FewClasses(Strict):  # the bounds not named stay (min_length), the field's description too
+        classes: fields.narrow(fields.Classes, max_length=4) = None
+        class_: fields.narrow(fields.ClassId, description="a class") = Field(default=None, alias="class")
+
+    items = next(m for m in FewClasses.model_json_schema()["properties"]["classes"]["anyOf"] if m["type"] == "array")
+    assert (items["minItems"], items["maxItems"]) == (1, 4)
+    assert FewClasses.model_fields["class_"].description == "a class"
+
 
 def test_a_family_reusing_a_shared_type_joins_its_flag(monkeypatch):
     """A new family's field of a shared type needs nothing else: the existing flag, help and group, listed for it."""
