@@ -44,7 +44,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.models.config import MAX_CHANNELS, ModelConfig, check_power_of_two
-from ganserve.models.layers import ConditionalBatchNorm, SelfAttention, SNConv2d, SNEmbedding, SNLinear, linear
+from ganserve.models.layers import (
+    ConditionalBatchNorm,
+    SelfAttention,
+    SNConv2d,
+    SNEmbedding,
+    SNLinear,
+    _tracing,
+    linear,
+    standing_statistics,
+)
 
 MAX_LAYERS = 64
 
@@ -157,6 +166,20 @@ def upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
+Affine = tuple[torch.Tensor, torch.Tensor]  # a norm's per-row (scale, shift) [N, C] at inference
+
+
+def norm_relu(bn: ConditionalBatchNorm, x: torch.Tensor, cond: torch.Tensor | None, truncation: torch.Tensor | None,
+              affine: Affine | None) -> torch.Tensor:  # fmt: skip
+    """relu(bn(x)); with ``affine`` (inference, computed for every norm at once) x * scale + shift in two passes
+    over x instead of five."""
+    if affine is None:
+        return F.relu(bn(x, cond, truncation))
+    n, c = x.shape[:2]
+    scale, shift = (t.to(x.dtype).reshape(n, c, 1, 1) for t in affine)
+    return (x * scale).add_(shift).relu_()
+
+
 class GenBlock(nn.Module):
     """The paper's BigGAN up-block: BN-ReLU-(up)-conv3x3-BN-ReLU-conv3x3, plus a (up)-conv1x1 shortcut."""
 
@@ -172,12 +195,17 @@ class GenBlock(nn.Module):
         if self.learnable_sc:
             self.conv_sc = SNConv2d(in_channels, out_channels, 1, eps=eps)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, truncation: torch.Tensor | None) -> torch.Tensor:
-        h = F.relu(self.bn_0(x, cond, truncation))
+    def norms(self) -> list[ConditionalBatchNorm]:
+        return [self.bn_0, self.bn_1]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, truncation: torch.Tensor | None,
+                affines: list[Affine] | None = None) -> torch.Tensor:  # fmt: skip
+        a = affines or [None] * 2
+        h = norm_relu(self.bn_0, x, cond, truncation, a[0])
         if self.up:
             h, x = upsample(h), upsample(x)
         h = self.conv_0(h)
-        h = self.conv_1(F.relu(self.bn_1(h, cond, truncation)))
+        h = self.conv_1(norm_relu(self.bn_1, h, cond, truncation, a[1]))
         if self.learnable_sc:
             x = self.conv_sc(x)
         return h + x
@@ -202,14 +230,19 @@ class DeepGenBlock(nn.Module):
         self.bn_3 = ConditionalBatchNorm(mid, condition_dim, **kw)
         self.conv_3 = SNConv2d(mid, out_channels, 1, eps=eps)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, truncation: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv_0(F.relu(self.bn_0(x, cond, truncation)))
-        h = F.relu(self.bn_1(h, cond, truncation))
+    def norms(self) -> list[ConditionalBatchNorm]:
+        return [self.bn_0, self.bn_1, self.bn_2, self.bn_3]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, truncation: torch.Tensor | None,
+                affines: list[Affine] | None = None) -> torch.Tensor:  # fmt: skip
+        a = affines or [None] * 4
+        h = self.conv_0(norm_relu(self.bn_0, x, cond, truncation, a[0]))
+        h = norm_relu(self.bn_1, h, cond, truncation, a[1])
         if self.up:
             h = upsample(h)
         h = self.conv_1(h)
-        h = self.conv_2(F.relu(self.bn_2(h, cond, truncation)))
-        h = self.conv_3(F.relu(self.bn_3(h, cond, truncation)))
+        h = self.conv_2(norm_relu(self.bn_2, h, cond, truncation, a[2]))
+        h = self.conv_3(norm_relu(self.bn_3, h, cond, truncation, a[3]))
         x = x[:, : self.out_channels]
         if self.up:
             x = upsample(x)
@@ -251,16 +284,61 @@ class Generator(nn.Module):
         else:  # hierarchical: chunk 0 alone to gen_z, chunk k with the embedding to block k
             chunks = z.split(c.z_chunk, dim=1)
             first, conds = chunks[0], [torch.cat([chunk, embed], dim=1) for chunk in chunks[1:]]
+        # [N, 4, 4, C] viewed as NCHW is channels-last, and the blocks keep it so: oneDNN's convolutions run faster
+        # on it and the 1x1 convolutions become per-row products over channels (layers.conv2d).
         h = self.gen_z(first).reshape(-1, 4, 4, self.first_channels).permute(0, 3, 1, 2)
+        blocks = [layer for layer in self.layers if not isinstance(layer, SelfAttention)]
+        inference = not self.training and all(m._collect is None for m in self.bn_list(blocks))
+        affines = self.affines(blocks, conds, truncation, h.shape[0]) if inference else None
         k = 0
         for layer in self.layers:
             if isinstance(layer, SelfAttention):
                 h = layer(h)
             else:
-                h = layer(h, conds[k], truncation)
+                h = layer(h, conds[k], truncation, affines[k] if affines else None)
                 k += 1
-        h = self.conv_to_rgb(F.relu(self.bn(h, None, truncation)))
+        h = self.conv_to_rgb(norm_relu(self.bn, h, None, truncation, affines[-1][0] if affines else None))
         return torch.tanh(h[:, : c.img_channels])
+
+    def bn_list(self, blocks: list[nn.Module]) -> list[ConditionalBatchNorm]:
+        return [m for b in blocks for m in b.norms()] + [self.bn]
+
+    def affines(self, blocks: list[nn.Module], conds: list[torch.Tensor], truncation: torch.Tensor | None,
+                n: int) -> list[list[Affine]]:  # fmt: skip
+        """Every norm's inference (scale, shift), per block (the last entry: [the final norm's]): one gather of the
+        standing statistics of all norms, and one product of each distinct condition vector (BigGAN-deep: one for the
+        whole network) with its norms' concatenated scale and offset weights, instead of three ops per norm."""
+        norms = self.bn_list(blocks)
+        table = self._concat("stats", [t for m in norms for t in (m.running_means, m.running_vars)], dim=1)
+        stats = standing_statistics(table, truncation, n).split([2 * m.num_features for m in norms], dim=1)
+        gain_offsets: list[torch.Tensor] = []
+        k = 0
+        while k < len(blocks):  # blocks sharing one condition tensor (all of them in BigGAN-deep) share a product
+            j = k + 1
+            while j < len(blocks) and conds[j] is conds[k]:
+                j += 1
+            group = [m for b in blocks[k:j] for m in b.norms()]
+            weight = self._concat(f"cond{k}", [lin.sn_weight() for m in group for lin in (m.scale, m.offset)], dim=0)
+            gain_offsets += linear(conds[k], weight.to(conds[k].dtype)).split([2 * m.num_features for m in group], 1)
+            k = j
+        out, i = [], 0
+        for b in blocks:
+            out.append([m.affine(None, n, gain_offsets[i + q], stats[i + q]) for q, m in enumerate(b.norms())])
+            i += len(out[-1])
+        out.append([self.bn.affine(None, n, None, stats[-1])])
+        return out
+
+    def _concat(self, name: str, parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+        """torch.cat(parts, dim), kept between inference calls until one of the parts changes (new weights, new
+        statistics): the concatenated tables are rebuilt only when what they hold does."""
+        if torch.is_grad_enabled() or _tracing():
+            return torch.cat(parts, dim=dim)
+        versions = [t._version for t in parts]
+        cache = self.__dict__.setdefault("_concat_cache", {})
+        hit = cache.get(name)  # (parts, their versions, the concatenation); the parts are held, so `is` is safe
+        if hit is None or hit[1] != versions or any(a is not b for a, b in zip(hit[0], parts, strict=True)):
+            hit = cache[name] = (parts, versions, torch.cat(parts, dim=dim))
+        return hit[2]
 
 
 class BigGANGenerator(nn.Module):

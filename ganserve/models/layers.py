@@ -75,12 +75,14 @@ def _fixed_conv(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def _onednn_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
     """The memory format PyTorch's dispatch gives oneDNN: channels-last if either operand is (BigGAN's gen_z output
     is), so this path runs the kernels F.conv2d runs for two or more rows."""
-    cl = torch.channels_last
-    channels_last = any(not t.is_contiguous() and t.is_contiguous(memory_format=cl) for t in (x, weight))
-    return cl if channels_last else torch.contiguous_format
+    return torch.channels_last if _channels_last(x) or _channels_last(weight) else torch.contiguous_format
 
 
 def conv2d(
@@ -92,12 +94,17 @@ def conv2d(
     groups: int = 1,
 ) -> torch.Tensor:
     """F.conv2d (no dilation); in batch-invariant mode on the CPU (``_fixed_conv``) 1x1 kernels always take the
-    im2col + GEMM path (one GEMM per row, the faster one single-threaded at these sizes), the others always oneDNN."""
+    im2col + GEMM path (one GEMM per row, the faster one single-threaded at these sizes) or, on a channels-last map,
+    a per-row product over channels; the others always oneDNN."""
     if not _fixed_conv(x, weight):
         return F.conv2d(x, weight, bias, stride, padding, groups=groups)
     stride = [stride] * 2 if isinstance(stride, int) else list(stride)
     padding = [padding] * 2 if isinstance(padding, int) else list(padding)
     if groups == 1 and weight.shape[-2:] == (1, 1):
+        if stride == [1, 1] and padding == [0, 0] and _channels_last(x):
+            # A 1x1 convolution of a channels-last map is a linear layer over its channels: one per-row product
+            # (``linear``) without converting the map to NCHW and back (BigGAN's blocks run channels-last).
+            return linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
         return torch._C._nn.thnn_conv2d(x.contiguous(), weight.contiguous(), [1, 1], bias, stride, padding)
     fmt = _onednn_format(x, weight)
     x, weight = x.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt)
@@ -806,18 +813,31 @@ class ConditionalBatchNorm(nn.Module):
         """Standing mean and variance [n, C] at each row's truncation (None: 1.0)."""
         if self.n_stats == 1:
             return self.running_means[0].expand(n, -1), self.running_vars[0].expand(n, -1)
-        t = torch.ones([n]) if truncation is None else torch.as_tensor(truncation, dtype=torch.float32)
-        t = t.to(self.running_means.device).reshape(-1).expand(n).clamp(0, 1)
-        pos = t * (self.n_stats - 1)
-        lo = pos.floor().clamp(max=self.n_stats - 2)
-        frac = (pos - lo).unsqueeze(1)
-        lo = lo.long()
         # One gather of both neighbours from one [n_stats, 2C] table: an exported graph gets a single Gather where
         # four advanced-indexing lookups became GatherND + negative-index Where per table (763 vs 345 nodes).
         table = torch.cat([self.running_means, self.running_vars], dim=1)
-        pair = table.index_select(0, torch.cat([lo, lo + 1]))
-        stats = pair[:n].lerp(pair[n:], frac)
+        stats = standing_statistics(table, truncation, n)
         return stats[:, : self.num_features], stats[:, self.num_features :]
+
+    def affine(self, truncation: torch.Tensor | float | None, n: int, gain_offset: torch.Tensor | None = None,
+               stats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Inference as a per-row affine map: (scale, shift) [n, C] with this norm's output = x * scale + shift.
+
+        ``gain_offset`` [n, 2C] is cat(scale(c), offset(c)) of the condition and ``stats`` [n, 2C] cat(mean, var) at
+        each row's truncation, when the caller computed them for many norms at once (one product, one gather)."""
+        c = self.num_features
+        if stats is None:
+            mean, var = self.statistics(truncation, n)
+        else:
+            mean, var = stats[:, :c], stats[:, c:]
+        scale = torch.rsqrt(var + self.eps)
+        if self.conditional:
+            if gain_offset is None:
+                raise ValueError("this batch norm is conditional: a condition vector is required")
+            scale = scale * (1 + gain_offset[:, :c])
+            return scale, gain_offset[:, c:] - mean * scale
+        scale = scale * self.weight
+        return scale, self.bias - mean * scale
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None,
                 truncation: torch.Tensor | float | None = None) -> torch.Tensor:  # fmt: skip
@@ -845,6 +865,22 @@ class ConditionalBatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, conditional={self.conditional}, n_stats={self.n_stats}, eps={self.eps}"
+
+
+def standing_statistics(table: torch.Tensor, truncation: torch.Tensor | float | None, n: int) -> torch.Tensor:
+    """Rows of ``table`` [n_stats, K] (statistics measured at truncations 0, 1/(n_stats-1) .. 1) interpolated
+    linearly at each of n rows' truncation (a tensor [n] or one value; None: 1.0) -> [n, K]."""
+    n_stats = table.shape[0]
+    if n_stats == 1:
+        return table[0].expand(n, -1)
+    t = torch.ones([n]) if truncation is None else torch.as_tensor(truncation, dtype=torch.float32)
+    t = t.to(table.device).reshape(-1).expand(n).clamp(0, 1)
+    pos = t * (n_stats - 1)
+    lo = pos.floor().clamp(max=n_stats - 2)
+    frac = (pos - lo).unsqueeze(1)
+    lo = lo.long()
+    pair = table.index_select(0, torch.cat([lo, lo + 1]))
+    return pair[:n].lerp(pair[n:], frac.to(table.dtype))
 
 
 @contextlib.contextmanager
@@ -906,8 +942,12 @@ class SelfAttention(nn.Module):
         """x + gamma * o_conv(attention-weighted values); with ``return_attention`` also the weights."""
         n, c, h, w = x.shape
         attn = self.attention(x)
-        g = F.max_pool2d(self.snconv1x1_g(x), 2).reshape(n, c // 2, h * w // 4)
-        out = torch.bmm(g, attn.transpose(1, 2)).reshape(n, c // 2, h, w)
+        g = F.max_pool2d(self.snconv1x1_g(x), 2)
+        if _channels_last(x):  # the product laid out [N, H*W, C/2] is the channels-last map: no layout change
+            g = g.permute(0, 2, 3, 1).reshape(n, h * w // 4, c // 2)
+            out = torch.bmm(attn, g).reshape(n, h, w, c // 2).permute(0, 3, 1, 2)
+        else:
+            out = torch.bmm(g.reshape(n, c // 2, h * w // 4), attn.transpose(1, 2)).reshape(n, c // 2, h, w)
         out = x + self.gamma.to(x.dtype) * self.snconv1x1_o_conv(out)
         return (out, attn) if return_attention else out
 

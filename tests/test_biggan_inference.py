@@ -1,0 +1,112 @@
+"""BigGAN's inference fast paths (issue 22): every norm's per-row affine computed at once, channels-last blocks with
+1x1 convolutions as per-row products, and the attention product laid out channels-last. Each must give what the plain
+per-layer computation gives (within float rounding), stay bitwise batch-invariant, and follow new weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganserve.models import biggan as biggan_module
+from ganserve.models.biggan import BigGANConfig, BigGANGenerator
+from ganserve.models.layers import ConditionalBatchNorm, SelfAttention, batch_invariant, conv2d
+
+DEEP = dict(resolution=16, img_channels=3, c_dim=5, z_dim=16, embed_dim=8, channel_width=8, deep=True, n_stats=11,
+            layers=[[False, 4, 4], [True, 4, 2], [True, 2, 1]], attention_layer_position=1)  # fmt: skip
+HIER = dict(resolution=16, img_channels=3, c_dim=5, z_dim=24, embed_dim=8, channel_width=8, n_stats=11,
+            layers=[[True, 4, 2], [True, 2, 1]], attention_layer_position=1)  # fmt: skip
+
+
+def _model(cfg: dict, seed: int = 0) -> BigGANGenerator:
+    torch.manual_seed(seed)
+    g = BigGANGenerator(BigGANConfig(**cfg)).eval().requires_grad_(False)
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, ConditionalBatchNorm):  # statistics that differ per truncation, so the gather matters
+                m.running_means.normal_(0, 0.3)
+                m.running_vars.uniform_(0.5, 1.5)
+                if not m.conditional:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0, 0.2)
+            if isinstance(m, SelfAttention):
+                m.gamma.fill_(0.5)
+    return g
+
+
+def _inputs(n: int, cfg: dict, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn([n, cfg["z_dim"]], generator=gen).clamp(-2, 2)
+    return z, torch.randint(0, cfg["c_dim"], [n], generator=gen), torch.rand([n], generator=gen) * 0.9 + 0.1
+
+
+def _per_norm(model: BigGANGenerator, *args: torch.Tensor) -> torch.Tensor:
+    """The forward with every norm computing its own statistics and linears (the training-time code path)."""
+    orig = biggan_module.Generator.affines
+    biggan_module.Generator.affines = lambda *a, **k: None
+    try:
+        return model(*args)
+    finally:
+        biggan_module.Generator.affines = orig
+
+
+@pytest.mark.parametrize("cfg", [DEEP, HIER], ids=["deep", "hierarchical"])
+def test_the_fused_affines_give_the_per_norm_result(cfg, monkeypatch):
+    model = _model(cfg)
+    z, c, t = _inputs(6, cfg)
+    with torch.no_grad():
+        plain = _per_norm(model, z, c, t)
+        with monkeypatch.context() as m:  # the fused path never calls a norm's own forward
+            m.setattr(ConditionalBatchNorm, "forward", lambda *a, **k: pytest.fail("per-norm forward at inference"))
+            fused = model(z, c, t)
+    assert fused.shape == plain.shape == (6, 3, 16, 16)
+    assert (fused - plain).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("cfg", [DEEP, HIER], ids=["deep", "hierarchical"])
+def test_rows_are_bitwise_the_same_alone_and_in_batches(cfg):
+    model = _model(cfg)
+    z, c, t = _inputs(16, cfg)
+    with torch.no_grad(), batch_invariant():
+        full = model(z, c, t)
+        for b in (1, 2, 7):
+            parts = [model(z[i : i + b], c[i : i + b], t[i : i + b]) for i in range(0, 16, b)]
+            assert torch.equal(torch.cat(parts), full), f"batch of {b}"
+
+
+def test_cached_tables_follow_new_weights_and_statistics():
+    model, other = _model(DEEP, seed=0), _model(DEEP, seed=3)
+    z, c, t = _inputs(3, DEEP)
+    with torch.no_grad():
+        before = model(z, c, t)
+        model.load_state_dict(other.state_dict())
+        after = model(z, c, t)
+        assert not torch.allclose(before, after)
+        assert torch.equal(after, other(z, c, t))
+        bn = model.generator.layers[0].bn_1
+        bn.running_means.add_(1.0)  # an in-place change to one norm's statistics
+        assert not torch.equal(model(z, c, t), after)
+
+
+def test_a_channels_last_1x1_convolution_is_a_batch_invariant_product():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 24, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(40, 24, 1, 1, generator=gen), torch.randn(40, generator=gen)
+    with torch.no_grad(), batch_invariant():
+        full = conv2d(x, w, b)
+        assert full.is_contiguous(memory_format=torch.channels_last)  # stays channels-last for the next layer
+        assert (full - F.conv2d(x, w, b)).abs().max() < 1e-4
+        for n in (1, 3, 16):
+            assert torch.equal(torch.cat([conv2d(x[i : i + n], w, b) for i in range(0, 32, n)]), full)
+
+
+def test_channels_last_attention_matches_the_nchw_layout():
+    torch.manual_seed(0)
+    attn = SelfAttention(16).eval()
+    attn.gamma.data.fill_(0.7)
+    x = torch.randn(4, 16, 8, 8)
+    with torch.no_grad():
+        plain = attn(x)
+        cl = attn(x.contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    assert (plain - cl).abs().max() < 1e-5
