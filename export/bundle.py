@@ -27,7 +27,7 @@ from torch import nn
 
 from ganserve.checkpoint import plain_mode
 from ganserve.export import parity
-from ganserve.export.formats import ExportError, get_format
+from ganserve.export.formats import ExportError, get_format, graph_formats
 from ganserve.export.registry import get_exporter
 from ganserve.loading import attach_sampling
 
@@ -192,6 +192,9 @@ def load_exported(path: str | os.PathLike, device: str = "cpu", fmt: str | None 
     manifest = read_manifest(folder)
     if fmt is not None and manifest["format"] != fmt:
         raise ExportError(f"{folder} holds a '{manifest['format']}' export, not '{fmt}'")
+    if manifest["format"] not in graph_formats():  # e.g. made with a format plugin that is no longer installed
+        raise ExportError(f"{folder} holds a '{manifest['format']}' export and no such format is installed "
+                          f"(graph formats: {', '.join(graph_formats())})")  # fmt: skip
     runners = {
         name: make_runner(manifest["format"], folder / g["file"], device, g.get("dtype", "float32"), **options)
         for name, g in manifest["graphs"].items()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import sys
 import textwrap
 import warnings
@@ -25,7 +26,7 @@ from ganserve import backends
 from ganserve.cli import main
 from ganserve.export import ExportError, GraphFormat, export_formats, get_format, graph_formats, make_runner
 from ganserve.export import formats as formats_mod
-from ganserve.export.bundle import read_manifest
+from ganserve.export.bundle import MANIFEST, load_exported, read_manifest
 from ganserve.sampling import sample
 
 PKG = "ganplugin_toyformat"
@@ -189,6 +190,13 @@ def test_unknown_format_flag_is_one_line(tiny_path, tmp_path, capsys):
     assert main(["export", "--model", str(tiny_path), "--format", "gif", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--format: unknown format 'gif'" in err and "onnx, pt2, mar" in err
+
+
+def test_an_export_of_a_format_no_longer_installed_is_named(tmp_path):
+    manifest = {"manifest_version": 1, "format": "gone", "family": "stylegan2", "graphs": {"g": {"file": "g.gone"}}}
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=r"a .gone. export and no such format is installed \(graph formats: onnx"):
+        load_exported(tmp_path)
 
 
 def test_serve_refuses_an_unknown_backend_by_name(tiny_path, capsys):
