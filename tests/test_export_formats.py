@@ -206,10 +206,12 @@ def test_serve_refuses_an_unknown_backend_by_name(tiny_path, capsys):
 
 
 def test_register_format_in_process():
-    fake = GraphFormat(name="inproc", suffix=".x", export_graph=lambda *a, **k: None, make_runner=lambda *a, **k: 7)
+    fake = GraphFormat(name="inproc", suffix=".x", export_graph=lambda *a, **k: None, make_runner=lambda *a, **k: 7,
+                       description="100% in-process")  # fmt: skip
     try:
         assert formats_mod.register_format(fake) is fake
         assert graph_formats()["inproc"] is fake and make_runner("inproc", "a.x") == 7
+        assert "inproc: 100% in-process" in _help("export")  # a % in a description does not break --help
     finally:
         formats_mod._REGISTERED.pop("inproc", None)
     with pytest.raises(TypeError, match="takes a GraphFormat"):

@@ -50,7 +50,8 @@ def _formats() -> dict[str, str]:
         from ganserve.export.formats import ARCHIVE, graph_formats
     except ImportError:  # an install without the export package: the command says so when run
         return {"mar": "TorchServe archive"}
-    graph = {name: fmt.description or f"{name} graphs" for name, fmt in graph_formats().items()}
+    # a plugin's description goes into argparse's help, which %-formats it
+    graph = {name: (fmt.description or f"{name} graphs").replace("%", "%%") for name, fmt in graph_formats().items()}
     return {**graph, ARCHIVE: "a TorchServe archive (.mar) running --backend"}
 
 
