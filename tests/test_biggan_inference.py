@@ -110,3 +110,21 @@ def test_channels_last_attention_matches_the_nchw_layout():
         cl = attn(x.contiguous(memory_format=torch.channels_last))
     assert cl.is_contiguous(memory_format=torch.channels_last)
     assert (plain - cl).abs().max() < 1e-5
+
+
+def test_a_channels_last_sn_convolution_follows_its_weight():
+    """SNConv2d keeps a channels-last copy of its normalised filter for channels-last maps: same result as on an
+    NCHW map, and a new one once the weight changes."""
+    from ganserve.models.layers import SNConv2d
+
+    torch.manual_seed(0)
+    conv = SNConv2d(8, 16, 3).eval()
+    x = torch.randn(2, 8, 6, 6)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), batch_invariant():
+        before = conv(xc)
+        assert (before - conv(x)).abs().max() < 1e-5
+        conv.weight_orig.add_(torch.randn_like(conv.weight_orig))  # in place: a new normalised filter
+        after = conv(xc)
+        assert (after - F.conv2d(x, conv.sn_weight(), conv.bias, padding=1)).abs().max() < 1e-5
+        assert not torch.allclose(before, after)
