@@ -16,6 +16,7 @@ the backends through the entry points (``ganserve.backends``); this module reads
 from __future__ import annotations
 
 import os
+import sys
 import types
 import warnings
 from collections.abc import Callable
@@ -33,6 +34,9 @@ ARCHIVE = "mar"  # a TorchServe archive wraps one of the graph formats (or eager
 
 _REGISTERED: dict[str, GraphFormat] = {}
 _WARNED: set[str] = set()
+# sys.path -> the group's entry points: a scan of every installed distribution costs ~20-30 ms and the CLI lists the
+# formats while building its parsers; a new sys.path (a plugin folder added) scans again, as ganserve.families does.
+_SCANNED: tuple[tuple[str, ...], tuple[metadata.EntryPoint, ...]] | None = None
 
 
 class ExportError(ValueError):
@@ -83,13 +87,21 @@ def _from_entry_point(ep: metadata.EntryPoint) -> GraphFormat | None:
     return obj
 
 
+def _entry_points() -> tuple[metadata.EntryPoint, ...]:
+    global _SCANNED
+    key = tuple(sys.path)
+    if _SCANNED is None or _SCANNED[0] != key:
+        _SCANNED = (key, tuple(metadata.entry_points(group=ENTRY_POINT_GROUP)))
+    return _SCANNED[1]
+
+
 def graph_formats() -> dict[str, GraphFormat]:
     """Every graph format: registered in-process, or declared in the ``ganserve.backends`` entry-point group.
 
     A plugin that does not load is left out with a RuntimeWarning naming its entry point, so one broken package does
     not take the others (or ``ganserve export --help``) down."""
     found: dict[str, GraphFormat] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in _entry_points():
         if ep.name in found:
             continue
         try:
