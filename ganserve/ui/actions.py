@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import atexit
 import base64
+import io
+import json
 import math
 import shutil
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from ganserve.ui.controls import (
     layers_value,
     region_fields,
 )
+from ganserve.ui.fields import request_values
 from ganserve.ui.figures import figure_html, style_mix_figure
 
 BROWSE_PAGE = 64  # seeds per page of the seed browser
@@ -237,7 +241,7 @@ class Explorer:
     def common(self, v: dict[str, Any], edits: bool = True) -> tuple[ModelInfo, ControlSpec, dict[str, Any]]:
         info = self.info(v.get("model"))
         spec = ControlSpec.from_info(info)
-        fields = common_fields(spec, self.settings(spec, v))
+        fields = {**common_fields(spec, self.settings(spec, v)), **request_values(spec, v)}
         if edits:
             e = self.edits(spec, v)
             if e:
@@ -301,13 +305,28 @@ class Explorer:
         status = (
             f"{model}: {len(classes)} classes x {len(seed_list)} seeds" if classes else f"{model}: {len(pics)} seeds"
         )
+        cols = len(seed_list) if classes else None
         return {
             "grid_gallery": gallery,
-            "grid_columns": len(seed_list) if classes else None,
+            "grid_columns": cols,
             "grid_params": params,
+            "grid_files": self.grid_files(model, pics, cols),
             "params": params,
             "status": status,
         }
+
+    def grid_files(self, model: str, pics: list[Picture], cols: int | None) -> list[str]:
+        """The whole grid to download: one PNG (the images row by row, every image's parameters embedded) and a zip
+        of the images, each its own PNG with its parameters, plus params.json."""
+        sheet = make_grid(np.stack([p.array() for p in pics]), cols)
+        params = [p.params for p in pics]
+        png = self.save_array(f"{model}-grid.png", sheet, {"grid": params})
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # PNGs are compressed already
+            for i, p in enumerate(pics):
+                z.writestr(f"{i:03d}-{stem(p.params)}.png", p.png)
+            z.writestr("params.json", json.dumps(params, indent=1))
+        return [png, self.files.write(f"{model}-grid.zip", buf.getvalue())]
 
     def style_mix(self, v: dict[str, Any]) -> dict[str, Any]:
         model = v.get("model")

@@ -248,6 +248,30 @@ _JS = r"""
     }
     return tab;
   };
+  // ---- Copy link: the page's address (every setting, written after each render) to the clipboard ----
+  window.gsCopyLink = async () => {
+    const url = location.href;
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(url);
+      ok = true;
+    } catch (e) {  // no Clipboard API (plain http on another host): the old way, from a selected text area
+      const area = document.createElement('textarea');
+      area.value = url; area.setAttribute('readonly', ''); area.style.position = 'fixed'; area.style.opacity = '0';
+      document.body.appendChild(area); area.select();
+      try { ok = document.execCommand('copy'); } catch (e2) { ok = false; }
+      area.remove();
+    }
+    const button = document.querySelector('#copy-link');
+    let note = document.getElementById('gs-copied');
+    if (!note && button) {
+      note = document.createElement('span');
+      note.id = 'gs-copied'; note.setAttribute('role', 'status');
+      button.insertAdjacentElement('afterend', note);
+    }
+    if (note) note.textContent = ok ? 'Link copied.' : 'Could not copy: copy the address bar instead.';
+    return [];
+  };
 })();
 </script>
 """

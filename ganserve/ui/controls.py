@@ -44,12 +44,16 @@ class ControlSpec:
     direction_methods: tuple[str, ...] = ()  # semantic-direction methods the model offers ([] : no edits)
     direction_count: int = 0
     class_from_seed: bool = False  # the picker may offer "from the seed" (no class sent)
+    types: dict[str, str] = field(default_factory=dict)  # JSON type of each scalar field (number, integer ...)
 
     @classmethod
     def from_info(cls, info: ModelInfo) -> ControlSpec:
         props: dict[str, Any] = info.schema.get("properties", {})
-        ranges, choices = {}, {}
+        ranges, choices, types = {}, {}, {}
         for name, prop in props.items():
+            kind = next((m["type"] for m in _members(prop) if m.get("type") not in (None, "null")), None)
+            if isinstance(kind, str):
+                types[name] = kind
             r = _range(prop)
             if r is not None:
                 ranges[name] = r
@@ -63,7 +67,7 @@ class ControlSpec:
         methods = tuple(str(m) for m in info.directions.get("methods", ())) if "edits" in props else ()
         count = int(info.directions.get("count", 0) or 0) if methods else 0
         return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub, groups, methods, count,
-                   class_from_seed=info.class_from_seed and "class" in props)  # fmt: skip
+                   class_from_seed=info.class_from_seed and "class" in props, types=types)  # fmt: skip
 
     def has(self, name: str) -> bool:
         return name in self.fields

@@ -69,9 +69,9 @@ def _number(text: str, kind: str) -> float | int:
     return v
 
 
-def parse_value(key: str, text: str) -> Any:
+def parse_value(key: str, text: str, kinds: Mapping[str, str] = KINDS) -> Any:
     """One query value -> the control's value (ValueError with a readable reason)."""
-    kind = KINDS[key]
+    kind = kinds[key]
     text = text.strip()
     if len(text) > MAX_VALUE_CHARS:
         raise ValueError(f"is over {MAX_VALUE_CHARS} characters")
@@ -85,17 +85,23 @@ def parse_value(key: str, text: str) -> Any:
         return [_number(t, "int") for t in text.split(",") if t.strip()]
     if kind == "class":  # an index or a class name
         return int(text) if text.isdigit() else text
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"'{text}' is not true or false")
+        return text == "true"
     return text
 
 
-def decode(query: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Known keys of a query -> (values, one readable line per refused value). Unknown keys are ignored."""
+def decode(query: Mapping[str, str], extra: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Known keys of a query -> (values, one readable line per refused value). Unknown keys are ignored. ``extra``:
+    the page's generic fields, path -> kind (a family's declared field: ``brightness=0.5``)."""
+    kinds = {**(extra or {}), **KINDS}
     values, errors = {}, []
     for key, text in query.items():
-        if key not in KINDS:
+        if key not in kinds:
             continue
         try:
-            values[key] = parse_value(key, str(text))
+            values[key] = parse_value(key, str(text), kinds)
         except ValueError as e:
             errors.append(f"{key}: {e}")
     return values, errors
@@ -113,10 +119,11 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def encode(values: Mapping[str, Any]) -> str:
-    """Settings -> a query string (keys in a fixed order; empty values and zero edits left out)."""
+def encode(values: Mapping[str, Any], extra_keys: tuple[str, ...] = ()) -> str:
+    """Settings -> a query string (keys in a fixed order, then ``extra_keys``; empty values and zero edits left
+    out)."""
     pairs = []
-    for key in KEYS:
+    for key in (*KEYS, *(k for k in extra_keys if k not in KINDS)):
         text = _text(values.get(key))
         if text is None:
             continue
