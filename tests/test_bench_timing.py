@@ -129,17 +129,19 @@ def _bench_parser() -> argparse.ArgumentParser:
 def test_bench_serve_port_flags(monkeypatch):
     from ganserve.benchmarks import serve
 
-    args = _bench_parser().parse_args(["bench", "serve", "--inference-port", "70000"])
-    with pytest.raises(ValueError, match="--inference-port"):
+    args = _bench_parser().parse_args(["bench", "serve", "--port", "70000"])
+    with pytest.raises(ValueError, match="--port: 70000"):
         serve._server(args, {}, Path("."), None)
+    # --inference-port, the old spelling, sets the same option (and the reproducing command spells it --port)
     args = _bench_parser().parse_args(["bench", "serve", "--inference-port", "8123", "--management-port", "8123"])
-    with pytest.raises(ValueError, match="--inference-port and --management-port"):
+    assert args.port == 8123 and "--port 8123" in timing.cli_command(args)
+    with pytest.raises(ValueError, match="--port and --management-port"):
         serve._server(args, {}, Path("."), None)
     monkeypatch.setattr("ganserve.serving.launcher.port_is_free", lambda host, port: port != 8124)
     args = _bench_parser().parse_args(["bench", "serve", "--management-port", "8124"])
     with pytest.raises(ValueError, match="--management-port: port 8124"):
         serve._server(args, {}, Path("."), None)
-    assert _bench_parser().parse_args(["bench", "serve"]).inference_port == 0  # picked free
+    assert _bench_parser().parse_args(["bench", "serve"]).port == 0  # picked free
 
 
 def test_every_bench_option_has_help_with_its_default():

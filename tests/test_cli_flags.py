@@ -23,6 +23,7 @@ SHARED = {
     "precision": ("--precision",),
     "threads": ("--threads",),
     "overwrite": ("--force",),
+    "inference port": ("--port", "--inference-port"),
 }
 MAIN_ALTERNATIVES = {"--models"}  # an accepted main spelling besides the first (a list of the concept)
 # Old spellings that now mean something else in one command, kept there as a deprecated alias: (command, alias) ->
@@ -108,14 +109,37 @@ def test_deprecated_aliases_are_noted_in_their_help():
                     assert flag in a.help and ("old" in a.help or "deprecated" in a.help), (command, a.help)
 
 
+def test_old_spellings_are_named_in_their_help():
+    """An alias of a shared concept (an old or another tool's spelling) is named in the help, so --help explains it."""
+    unnamed = []
+    for command, p in PARSERS.items():
+        for a in _options(p):
+            for spellings in SHARED.values():
+                aliases = [f for f in a.option_strings[1:] if f in spellings and f != spellings[0]]
+                unnamed += [f"{command} {f}" for f in aliases if f not in (a.help or "")]
+    assert unnamed == []
+
+
+@pytest.mark.parametrize("command", list(PARSERS))
+def test_json_is_a_print_switch(command):
+    """--json means one thing everywhere: print one JSON object on stdout (a file is --out's). eval's old
+    ``--json PATH`` stays accepted as an optional value, noted in its help."""
+    for a in _options(PARSERS[command]):
+        if "--json" in a.option_strings:
+            assert a.nargs in (0, "?") and a.const is True, f"{command}: --json takes a value"
+            if a.nargs == "?":
+                assert "old" in a.help and "--out" in a.help, f"{command}: --json PATH's note"
+
+
 def test_the_check_catches_a_drifted_spelling():
     """The spelling check itself: a command whose main spelling is an old one is reported."""
     p = argparse.ArgumentParser()
     p.add_argument("--batch", "--batch-size", help="x")
     p.add_argument("--outdir", help="x")
+    p.add_argument("--inference-port", help="x")
     PARSERS["ganserve drifted"] = p
     try:
-        with pytest.raises(AssertionError, match=r"--batch/--batch-size.*--outdir"):
+        with pytest.raises(AssertionError, match=r"--batch/--batch-size.*--outdir.*--inference-port \(inference port"):
             test_shared_options_use_the_shared_spelling("ganserve drifted")
     finally:
         del PARSERS["ganserve drifted"]

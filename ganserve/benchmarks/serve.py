@@ -59,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker and in process (torch's)")
     p.add_argument("--clients", type=int, default=8, help="worker-kill: concurrent clients")
     p.add_argument("--retries", default="0,1", help="worker-kill: client retries to compare")
-    p.add_argument("--inference-port", type=int, default=0, help="TorchServe inference port (0: picked free on "
-                   "127.0.0.1)")  # fmt: skip
+    p.add_argument("--port", "--inference-port", dest="port", type=int, default=0,
+                   help="inference port, as `ganserve serve --port` (0: picked free on 127.0.0.1; --inference-port: "
+                        "the old spelling)")  # fmt: skip
     p.add_argument("--management-port", type=int, default=0, help="TorchServe management port (0: picked free on "
                    "127.0.0.1)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
@@ -228,14 +229,14 @@ def _server(args: argparse.Namespace, checkpoints: dict, workdir: Path, options)
     """A Server on the given ports (0: picked free on 127.0.0.1); a bad or busy port is an error naming its flag."""
     from ganserve.serving.launcher import Server, port_is_free
 
-    for flag, port in (("--inference-port", args.inference_port), ("--management-port", args.management_port)):
+    for flag, port in (("--port", args.port), ("--management-port", args.management_port)):
         if not 0 <= port <= 65535:
             raise ValueError(f"{flag}: {port} is not a port number (0-65535; 0 picks a free one)")
         if port and not port_is_free("127.0.0.1", port):
             raise ValueError(f"{flag}: port {port} on 127.0.0.1 is in use")
-    if args.inference_port and args.inference_port == args.management_port:
-        raise ValueError(f"--inference-port and --management-port are both {args.inference_port}")
-    return Server(checkpoints, workdir, archive=options, inference_port=args.inference_port,
+    if args.port and args.port == args.management_port:
+        raise ValueError(f"--port and --management-port are both {args.port}")
+    return Server(checkpoints, workdir, archive=options, inference_port=args.port,
                   management_port=args.management_port)  # fmt: skip
 
 

@@ -172,7 +172,8 @@ def parsed_command_line(prog: str, parser: argparse.ArgumentParser, args: argpar
         value = getattr(args, action.dest)
         if value == action.default:
             continue
-        flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
+        # the main spelling: the first long one (aliases, e.g. old spellings, come after it)
+        flag = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
         words += [flag] if isinstance(action, argparse._StoreTrueAction) else [flag, str(value)]
     return shlex.join(words)
 
