@@ -35,7 +35,7 @@ def test_eval_measures_a_tiny_model_and_records_it_in_the_model_card(tiny_path, 
     before = sample(ganserve.load(ckpt), seeds=[0, 1]).images
     out = tmp_path / "eval.json"
     argv = ["eval", "--model", str(ckpt), "--n", "8", "--k", "3", "--metrics", "fid,kid,pr", "--data", "fashion-mnist",
-            "--baseline", "--batch-size", "4", "--json", str(out), "--record", "--no-progress"]  # fmt: skip
+            "--baseline", "--batch-size", "4", "--out", str(out), "--record", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert "FID" in capsys.readouterr().out
     r = json.loads(out.read_text())
@@ -46,7 +46,7 @@ def test_eval_measures_a_tiny_model_and_records_it_in_the_model_card(tiny_path, 
     assert r["baseline"]["images"]["split"] == "train" and np.isfinite(r["baseline"]["fid"])
     assert "Inception" in r["features"]
     assert r["command"] == (f"ganserve eval --model {ckpt} --n 8 --metrics fid,kid,pr --psi 1.0 --batch-size 4 --data "
-                            f"fashion-mnist --k 3 --baseline --json {out} --record --no-progress")  # fmt: skip
+                            f"fashion-mnist --k 3 --baseline --out {out} --record --no-progress")  # fmt: skip
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 2  # the real sets' features
     assert "classifier" not in r
 
@@ -78,6 +78,7 @@ def test_generation_goes_through_the_sampling_core_per_seed_and_class(fashion_co
 
 def test_the_classifier_check_on_a_conditional_model(fashion_cond_path, capsys):
     argv = ["eval", "--model", str(fashion_cond_path), "--n", "20", "--metrics", "classifier", "--no-progress"]
+    argv.append("--json")
     assert main(argv) == 0
     r = json.loads(capsys.readouterr().out)
     c = r["classifier"]
@@ -88,13 +89,38 @@ def test_the_classifier_check_on_a_conditional_model(fashion_cond_path, capsys):
 
 def test_the_classifier_check_is_skipped_with_a_reason(tiny_path, tiny_cond_path, fashion_cond_path, capsys):
     def classifier_result(*argv: str) -> str:
-        assert main(["eval", *argv, "--n", "6", "--metrics", "classifier", "--no-progress"]) == 0
+        assert main(["eval", *argv, "--n", "6", "--metrics", "classifier", "--no-progress", "--json"]) == 0
         return json.loads(capsys.readouterr().out)["classifier"]["skipped"]
 
     assert "unconditional" in classifier_result("--model", str(tiny_path))
     assert "no classifier for data set 'random'" in classifier_result("--model", str(tiny_cond_path))
     clf = str(ganserve.loading.bundled_dir() / "classifier-fashion-32.safetensors")
     assert "not the classifier's" in classifier_result("--model", str(tiny_cond_path), "--classifier", clf)
+
+
+def test_json_prints_and_out_writes_and_the_old_json_path_still_writes(tiny_path, tmp_path, capsys):
+    """--json is a print switch (as in every command), --out the file; ``--json PATH`` (the old form) is --out PATH."""
+    base = ["eval", "--model", str(tiny_path), "--n", "6", "--metrics", "classifier", "--no-progress"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("classifier: ") and "unconditional" in out  # a summary, not JSON
+
+    both = tmp_path / "both.json"
+    assert main([*base, "--out", str(both), "--json"]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == json.loads(both.read_text()) and f"wrote {both}" in printed.err
+    assert json.loads(printed.out)["command"].endswith(f"--out {both} --json --no-progress")
+
+    old = tmp_path / "old.json"
+    assert main([*base, "--json", str(old)]) == 0
+    printed = capsys.readouterr().out
+    r = json.loads(old.read_text())
+    assert printed.startswith("classifier: ") and f"wrote {old}" in printed
+    assert "unconditional" in r["classifier"]["skipped"]
+    assert f"--out {old}" in r["command"] and "--json" not in r["command"]  # recorded in the current spelling
+
+    assert main([*base, "--json", str(old), "--out", str(both)]) == 2
+    assert "--json" in capsys.readouterr().err
 
 
 def test_the_real_floor_alone(tmp_path):

@@ -1,10 +1,11 @@
-"""ganserve eval --model M [--n 2000] [--metrics fid,kid,pr,classifier] [--psi 1.0] [--json out.json] [--record]
+"""ganserve eval --model M [--n 2000] [--metrics fid,kid,pr,classifier] [--psi 1.0] [--out r.json] [--json] [--record]
 ganserve eval --baseline --data fashion-mnist [--n 1000]       (the real train-vs-test floor alone)
 ganserve eval --train-classifier --out checkpoints/classifier-fashion-32.safetensors
 
 Measured quality: FID, KID and k-NN precision / recall / density / coverage of N generated images against the model's
 real test data (Inception-v3 features with the FID weights, offline: the ``eval`` extra), and for class-conditional
-models the accuracy of a classifier trained here on each class's samples.
+models the accuracy of a classifier trained here on each class's samples. It prints a summary (--json: the results as
+one JSON object, as every command's --json does) and writes the results to --out.
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_true",
         help="also measure N real training images against the same reference: the floor at this N",
     )
-    p.add_argument("--json", dest="json_out", help="write the results here (default: print them as JSON)")
+    p.add_argument("--out", metavar="PATH", help="write the results here as JSON (--train-classifier: the classifier's "
+                   ".safetensors)")  # fmt: skip
+    # --json is a print switch in every command; its old value form (--json PATH, a file) still works, as --out PATH.
+    p.add_argument("--json", nargs="?", const=True, default=False, metavar="PATH",
+                   help="print the results as one JSON object instead of a summary (the old form --json PATH writes "
+                        "PATH, as --out PATH does)")  # fmt: skip
     p.add_argument(
         "--record",
         action="store_true",
@@ -68,12 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute real images' features (cached by default)")
     g = p.add_argument_group("training the classifier")
     g.add_argument("--train-classifier", action="store_true", help="train the class-check classifier and save it")
-    g.add_argument("--out", help="where --train-classifier writes its .safetensors")
     g.add_argument("--epochs", type=int, default=8, help="classifier training epochs (default: 8)")
     g.add_argument("--seed", type=int, default=0, help="seeds the classifier's training (default: 0)")
     # What the command line was, rebuilt from the parsed options (also right when called as ganserve.cli.main(argv))
     _FLAGS.clear()
-    _FLAGS.extend((a.option_strings[-1], a.dest, a.default, a.nargs) for a in p._actions if a.option_strings
+    _FLAGS.extend((a.option_strings[0], a.dest, a.default, a.nargs) for a in p._actions if a.option_strings
                   and a.dest != "help")  # fmt: skip
     return p
 
@@ -90,14 +95,23 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, dest, default)
         if value == default and dest not in always:
             continue
-        if nargs == 0:  # store_true
+        if nargs == 0 or value is True:  # store_true, --json
             argv.append(flag)
         else:
             argv += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
     return shlex.join(argv)
 
 
+def _old_json_path(args: argparse.Namespace) -> None:
+    """``--json PATH`` (its old meaning) becomes ``--out PATH`` with a summary printed, as before."""
+    if isinstance(args.json, str):
+        if args.out is not None and args.out != args.json:
+            raise CommandError(f"--json {args.json} (old spelling of --out) and --out {args.out}: give the file once")
+        args.out, args.json = args.json, False
+
+
 def run(args: argparse.Namespace) -> int:
+    _old_json_path(args)
     if args.threads:
         import torch
 
@@ -127,12 +141,11 @@ def run(args: argparse.Namespace) -> int:
     result["command"] = command_line(args)
     result["date"] = time.strftime("%Y-%m-%d", time.gmtime())
     text = json.dumps(result, indent=2)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
-        print(summary(result))
-        print(f"wrote {args.json_out}")
-    else:
-        print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text if args.json else summary(result))
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr if args.json else sys.stdout)
     if args.record:
         record(model.checkpoint_path, result, args.readme)
         print(f"recorded in {model.checkpoint_path} and {_readme_path(model.checkpoint_path, args.readme)}",
