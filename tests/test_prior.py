@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ganserve.models import prior_inference
 from ganserve.models.layers import batch_invariant
 from ganserve.models.transformer import (
+    Draw,
     GPTPrior,
     GPTPriorConfig,
     filter_sorted,
@@ -141,3 +143,101 @@ def test_config_ranges_are_checked():
                 dict(c_dim=2, class_names=["a"]), dict(n_layer=10**6)):  # fmt: skip
         with pytest.raises(ValueError):
             GPTPriorConfig(**bad)
+
+
+# ---- issue 22: the inference path (ganserve.models.prior_inference) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_prior() -> GPTPrior:
+    """The bundled priors' shape (512 codes, 8x8 grid, 128 wide, 4 heads), two layers, random weights."""
+    torch.manual_seed(1)
+    cfg = GPTPriorConfig(num_codes=512, code_height=8, code_width=8, c_dim=10, n_layer=2, n_head=4, n_embd=128)
+    return GPTPrior(cfg).eval()
+
+
+@pytest.mark.parametrize("n", [1, 5, 32])
+def test_step_gives_the_whole_sequence_forward_bit_for_bit(big_prior, n):
+    """In batch-invariant mode the KV-cache step and the whole-sequence forward use the same fixed-shape products, so
+    every position's logits are identical bits (before issue 22's fix they differed by ~1e-5 at every position, and
+    the KV-cache loop and the whole-sequence loop sampled a different code at batch 32)."""
+    gen = torch.Generator().manual_seed(n)
+    tokens = torch.cat(
+        [big_prior.start_tokens(torch.arange(n) % 10)[:, None], torch.randint(0, 512, [n, 64], generator=gen)], 1
+    )
+    with batch_invariant(), torch.no_grad():
+        full = big_prior(tokens)
+        part = big_prior(tokens[:, :20])  # a shorter sequence: the same bits for its positions
+        cache = big_prior.empty_cache(n)
+        for t in range(65):
+            out = big_prior.step(tokens[:, t], torch.tensor(t), cache)
+            assert torch.equal(out[:, :512], full[:, t]), f"position {t}"
+    assert torch.equal(part, full[:, :20])
+
+
+def test_kv_cache_and_whole_sequence_loops_sample_the_same_codes_at_batch_32(big_prior):
+    n = 32
+    start = big_prior.start_tokens(torch.arange(n) % 10)
+    u = torch.stack([uniforms_for_seed(s, 64) for s in range(n)])
+    t, k, p = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
+    with batch_invariant():
+        cached = sample_codes(big_prior.step, big_prior.empty_cache(n), start, u, t, k, p, 512, prior=big_prior)
+        uncached = sample_codes_uncached(big_prior, start, u, t, k, p)
+    assert torch.equal(cached, uncached)
+
+
+def test_fixed_linear_gives_a_row_the_same_bits_in_any_batch():
+    """One chunk (the 2-D product), padded chunks and many chunks (the batched product) agree row by row."""
+    gen = torch.Generator().manual_seed(0)
+    for fan_in, fan_out in [(128, 384), (512, 128), (128, 512)]:
+        w_t = torch.randn(fan_in, fan_out, generator=gen) / fan_in**0.5
+        b = torch.randn(fan_out, generator=gen)
+        x = torch.randn(40, fan_in, generator=gen)
+        with batch_invariant():
+            alone = torch.cat([prior_inference.fixed_linear(x[i : i + 1], w_t, b) for i in range(40)])
+            for rows in (2, 7, 8, 9, 16, 33, 40):
+                got = prior_inference.fixed_linear(x[:rows], w_t, b)
+                assert torch.equal(got, alone[:rows]), (fan_in, fan_out, rows)
+            assert torch.equal(prior_inference.fixed_linear(x[3:11], w_t), prior_inference.fixed_linear(x, w_t)[3:11])
+        torch.testing.assert_close(alone, torch.addmm(b, x, w_t), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("filters", [{}, {"temperature": 0.7}, {"top_k": 5}, {"top_p": 0.6}, {"mixed": True}])
+def test_draw_picks_the_codes_of_filter_sorted_and_pick(filters):
+    gen = torch.Generator().manual_seed(3)
+    n, num = 64, 512
+    logits = torch.randn(n, num, generator=gen) * 4
+    logits[0, :40] = logits[0, 40]  # ties: the stable order decides
+    uniform = torch.rand(n, generator=gen)
+    temperature = torch.full([n], filters.get("temperature", 1.0))
+    top_k = torch.full([n], filters.get("top_k", 0), dtype=torch.long)
+    top_p = torch.full([n], filters.get("top_p", 1.0))
+    if "mixed" in filters:  # rows with different settings in one batch
+        temperature[::3], top_k[1::4], top_p[2::5] = 1.3, 17, 0.8
+    want = pick(*filter_sorted(logits, temperature, top_k, top_p), uniform)
+    assert torch.equal(Draw(temperature, top_k, top_p, num)(logits, uniform), want)
+
+
+def test_the_eager_loop_the_protocol_loop_and_any_cache_layout_agree(prior):
+    n = 4
+    r = _rows(n, top_k=6)
+    start = prior.start_tokens(torch.tensor([0, 1, 2, 0]), n)
+    args = (start, r["uniform"], r["temperature"], r["top_k"], r["top_p"], K)
+    fast = sample_codes(prior.step, prior.empty_cache(n), *args, prior=prior)
+    assert torch.equal(fast, sample_codes(prior.step, prior.empty_cache(n), *args))
+    plain = torch.zeros(prior.empty_cache(n).shape)  # contiguous: the general step (no in-place layout)
+    assert prior_inference.layer_major(plain) is None
+    assert torch.equal(fast, sample_codes(prior.step, plain, *args, prior=prior))
+
+
+def test_the_gathered_weights_follow_the_parameters(big_prior):
+    tokens = torch.full([2], 512, dtype=torch.long)
+    with torch.no_grad():
+        before = big_prior.step(tokens, torch.tensor(0), big_prior.empty_cache(2))[:, :512]
+        old = big_prior.head.weight.clone()
+        big_prior.head.weight.mul_(2.0)
+        try:
+            after = big_prior.step(tokens, torch.tensor(0), big_prior.empty_cache(2))[:, :512]
+        finally:
+            big_prior.head.weight.copy_(old)
+    torch.testing.assert_close(after, before * 2.0)

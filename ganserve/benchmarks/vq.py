@@ -95,7 +95,7 @@ def prior_speed(model, batch_sizes=(1, 8, 32), repeats: int = 3) -> list[dict]:
         t, k, p = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
 
         def cached_run(n=n, start=start, u=u, t=t, k=k, p=p):
-            return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, int(model.num_codes))
+            return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, int(model.num_codes), prior=prior)
 
         def uncached_run(start=start, u=u, t=t, k=k, p=p):
             return sample_codes_uncached(prior, start, u, t, k, p)
@@ -193,7 +193,7 @@ def prior_reference(model, reference: str, batch_sizes=(8,), repeats: int = 3) -
         t, k, p = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.ones(n)
 
         def ours(n=n, start=start, u=u, t=t, k=k, p=p):
-            return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, num_codes)
+            return sample_codes(model.step, model.empty_cache(n), start, u, t, k, p, num_codes, prior=prior)
 
         def core(ours=ours):
             with batch_invariant():

@@ -172,7 +172,8 @@ class VQSampler(Sampler):
         n = r["start"].shape[0]
         h, w = model.code_shape
         codes = sample_codes(model.step, model.empty_cache(n), r["start"], r["uniform"], r["temperature"],
-                             r["top_k"], r["top_p"], int(model.num_codes), r["keep_codes"], r["keep_mask"])  # fmt: skip
+                             r["top_k"], r["top_p"], int(model.num_codes), r["keep_codes"], r["keep_mask"],
+                             prior=getattr(model, "prior", None))  # fmt: skip
         return model.decode_codes(codes.reshape(n, h, w)).clamp(-1, 1)
 
     def describe(self, model: nn.Module) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganserve.models import layers
+from ganserve.models import layers, prior_inference
 from ganserve.models.config import ModelConfig
 
 MAX_CODES = 1 << 16
@@ -193,6 +193,8 @@ class GPTPrior(nn.Module):
         length = tokens.shape[1]
         if length > self.config.block_size:
             raise ValueError(f"{length} tokens exceed the prior's block size {self.config.block_size}")
+        if getattr(layers._state, "batch_invariant", False) and prior_inference.applies(self):
+            return prior_inference.forward(self, tokens)  # the KV-cache step's products: the same bits per token
         x = self.drop(self.tok_emb(tokens) + self.pos_emb[:, :length])
         x = self.ln_f(self.blocks(x))
         return self.head(x)
@@ -206,14 +208,21 @@ class GPTPrior(nn.Module):
 
     # ---- one step with a KV cache ------------------------------------------------------------------------------------
     def empty_cache(self, n: int) -> torch.Tensor:
+        """Zeros [N, layers, 2, heads, block_size, head_dim], laid out layer-major for the eager step (see
+        ``prior_inference``); any layout of that shape is accepted by ``step``."""
         cfg = self.config
-        shape = [n, cfg.n_layer, 2, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head]
-        return torch.zeros(shape, dtype=self.pos_emb.dtype, device=self.pos_emb.device)
+        return prior_inference.empty_cache(n, cfg.n_layer, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head,
+                                           self.pos_emb)  # fmt: skip
 
     def step(self, tokens: torch.Tensor, pos: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
         """tokens [N] at position ``pos`` (a 0-d int64 tensor), cache [N, layers, 2, heads, block_size, head_dim] with
         the keys/values of positions < pos -> [N, num_codes + layers * 2 * n_embd]: the next code's logits, then this
-        position's keys and values per layer (to write into the cache at ``pos``). Exported as ONNX as is."""
+        position's keys and values per layer (to write into the cache at ``pos``). Exported as ONNX as is; eager
+        inference on ``empty_cache``'s layout takes ``prior_inference.step`` (same logits, cache written in place)."""
+        if prior_inference.applies(self):
+            kv = prior_inference.layer_major(cache)
+            if kv is not None:
+                return prior_inference.step(self, tokens, int(pos), kv, cache)
         n = tokens.shape[0]
         pos = pos.reshape([])
         x = self.tok_emb(tokens[:, None]) + self.pos_emb[0].index_select(0, pos.reshape(1))[None]
@@ -265,6 +274,33 @@ def pick(probs: torch.Tensor, order: torch.Tensor, kept: torch.Tensor, uniform: 
     return order.gather(1, slot[:, None])[:, 0]
 
 
+class Draw:
+    """``pick(*filter_sorted(...))`` for one sampling run, the same codes bit for bit: the per-row constants are made
+    once, and a filter that is off for every row (temperature 1, top-k 0) costs nothing per position."""
+
+    def __init__(self, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, num: int) -> None:
+        self.num = num
+        self.temperature = None if bool((temperature == 1).all()) else temperature.float()[:, None]  # x / 1 == x
+        k = torch.where(top_k > 0, top_k.clamp(max=num), torch.full_like(top_k, num))
+        self.keep_k = None if bool((k >= num).all()) else torch.arange(num, device=top_k.device)[None] < k[:, None]
+        self.top_p = top_p.float()[:, None]
+
+    def __call__(self, logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        scaled = logits.float() if self.temperature is None else logits.float() / self.temperature
+        sorted_logits, order = scaled.sort(dim=1, descending=True, stable=True)
+        keep_k = self.keep_k
+        probs = (sorted_logits if keep_k is None else sorted_logits.masked_fill(~keep_k, float("-inf"))).softmax(1)
+        cdf = probs.cumsum(dim=1)
+        keep = (cdf - probs) < self.top_p  # the mass ahead of each slot has not reached p yet
+        if keep_k is None and bool(keep.all()):  # nothing filtered: the second softmax would repeat the first
+            slot = (cdf <= uniform.to(cdf.dtype)[:, None] * cdf[:, -1:]).sum(dim=1).clamp(max=self.num - 1)
+            return order.gather(1, slot[:, None])[:, 0]
+        keep = keep if keep_k is None else keep & keep_k
+        keep[:, 0] = True
+        probs = torch.where(keep, sorted_logits, float("-inf")).softmax(dim=1)
+        return pick(probs, order, keep.sum(dim=1), uniform)
+
+
 @torch.no_grad()
 def sample_codes(
     step: StepFn,
@@ -277,36 +313,40 @@ def sample_codes(
     num_codes: int,
     keep_codes: torch.Tensor | None = None,
     keep_mask: torch.Tensor | None = None,
+    prior: GPTPrior | None = None,
 ) -> torch.Tensor:
     """Autoregressive sampling with a KV cache: codes [N, L] in raster order.
 
     step: the prior's step function (eager ``GPTPrior.step`` or an exported graph); cache: an empty cache
     [N, layers, 2, heads, L + 1, head_dim]; start [N] start tokens; uniform [N, L] per-row randomness; the filters per
     row as in ``filter_sorted``. keep_codes / keep_mask [N, L]: positions whose code is given (partial re-sampling, a
-    reconstruction) instead of sampled; the loop stops after the last position any row samples.
+    reconstruction) instead of sampled; the loop stops after the last position any row samples. prior: the eager
+    prior whose step ``step`` is, if it is one: its logits then come straight from ``prior_inference`` (the same bits,
+    the cache written once, in place).
     """
     n, length = uniform.shape
     if keep_mask is None:
         keep_mask = torch.zeros(n, length, dtype=torch.bool, device=uniform.device)
         keep_codes = torch.zeros(n, length, dtype=torch.long, device=uniform.device)
     codes = keep_codes.clone().long()
-    free = (~keep_mask).any(dim=0).nonzero()
-    stop = int(free.max()) + 1 if free.numel() else 0
+    kept_any, kept_all = keep_mask.any(dim=0).tolist(), keep_mask.all(dim=0).tolist()
+    stop = max((t + 1 for t, kept in enumerate(kept_all) if not kept), default=0)
+    kv = prior_inference.layer_major(cache) if prior is not None and prior_inference.applies(prior) else None
+    weights = prior_inference.Layers.of(prior) if kv is not None else None
+    draw = Draw(temperature, top_k, top_p, num_codes)
     layers_, heads, head_dim = cache.shape[1], cache.shape[3], cache.shape[5]
     tokens = start.long()
     for t in range(stop):
-        out = step(tokens, torch.tensor(t, dtype=torch.long), cache)
-        logits = out[:, :num_codes]
-        kv = out[:, num_codes:].reshape(n, layers_, 2, heads, head_dim).to(cache.dtype)
-        cache[:, :, :, :, t] = kv
-        if bool(keep_mask[:, t].all()):
-            chosen = codes[:, t]
+        if weights is not None:
+            logits = prior_inference.step_logits(weights, tokens, t, kv)
         else:
-            probs, order, kept = filter_sorted(logits, temperature, top_k, top_p)
-            sampled = pick(probs, order, kept, uniform[:, t])
-            chosen = torch.where(keep_mask[:, t], codes[:, t], sampled)
-        codes[:, t] = chosen
-        tokens = chosen
+            out = step(tokens, torch.tensor(t, dtype=torch.long), cache)
+            logits = out[:, :num_codes]
+            cache[:, :, :, :, t] = out[:, num_codes:].reshape(n, layers_, 2, heads, head_dim).to(cache.dtype)
+        if not kept_all[t]:
+            chosen = draw(logits, uniform[:, t])
+            codes[:, t] = torch.where(keep_mask[:, t], codes[:, t], chosen) if kept_any[t] else chosen
+        tokens = codes[:, t]
     return codes
 
 
@@ -327,10 +367,9 @@ def sample_codes_uncached(
     codes = torch.zeros(n, length, dtype=torch.long, device=uniform.device) if keep_codes is None else keep_codes.long()
     codes = codes.clone()
     tokens = start.long()[:, None]
+    draw = Draw(temperature, top_k, top_p, prior.config.num_codes)
     for t in range(length):
-        logits = prior(tokens)[:, -1]
-        probs, order, kept = filter_sorted(logits, temperature, top_k, top_p)
-        chosen = pick(probs, order, kept, uniform[:, t])
+        chosen = draw(prior(tokens)[:, -1], uniform[:, t])
         if keep_mask is not None:
             chosen = torch.where(keep_mask[:, t], codes[:, t], chosen)
         codes[:, t] = chosen
