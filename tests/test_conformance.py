@@ -3,6 +3,8 @@
 A family gets these for free by registering and shipping a checkpoint in checkpoints/: determinism per seed,
 batch-size invariance, the same pixels from every front end (Python, CLI, the TorchServe handler, the UI backend),
 bad fields refused with a RequestError naming the field, export parity, and a description clients can build on.
+Field by field: tests/test_field_conformance.py (every field of every family from the CLI, HTTP, Python and the UI)
+and tests/test_backend_conformance.py (every request kind on eager, onnx and pt2).
 """
 
 from __future__ import annotations
