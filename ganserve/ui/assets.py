@@ -248,6 +248,22 @@ _JS = r"""
     }
     return tab;
   };
+  // ---- a link's tab, once its button is shown: a tab the first model hid is un-hidden and selected in one update,
+  // and a slow browser may still show the Seed tab; its button is clicked when it appears (Seed still selected:
+  // a tab the user chose meanwhile is kept). ``hidden``: tab id -> its button's label.
+  window.gsShowTab = (tab, hidden) => {
+    const label = hidden[tab];
+    if (!label) return tab;
+    const started = Date.now();
+    const timer = setInterval(() => {
+      const buttons = [...document.querySelectorAll('[role=tab]')];
+      const button = buttons.find((b) => b.innerText.trim() === label && b.offsetParent !== null);
+      const current = buttons.find((b) => b.getAttribute('aria-selected') === 'true');
+      if (button || Date.now() - started > 10000) clearInterval(timer);
+      if (button && button !== current && (!current || current.innerText.trim() === 'Seed')) button.click();
+    }, 100);
+    return tab;
+  };
   // ---- Copy link: the page's address (every setting, written after each render) to the clipboard ----
   window.gsCopyLink = async () => {
     const url = location.href;

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
@@ -234,10 +235,12 @@ def wire_load(app: gr.Blocks, page: Page) -> None:
         )
         if not shown
     }
+    labels = {key: page.tab_items[key].label for key in sorted(hidden_at_build)}
     dep.then(
         lambda t: gr.Tabs(selected=t) if t in hidden_at_build else gr.skip(),
         page.tab_state,
         page.tabs,
+        js=f"(t) => gsShowTab(t, {json.dumps(labels)})",  # and in the page, once the tab's button is shown
         queue=False,
         api_visibility="private",
     )
