@@ -128,3 +128,30 @@ def test_a_channels_last_sn_convolution_follows_its_weight():
         after = conv(xc)
         assert (after - F.conv2d(x, conv.sn_weight(), conv.bias, padding=1)).abs().max() < 1e-5
         assert not torch.allclose(before, after)
+
+
+def test_the_vq_decoders_subpixel_upsample_matches_upsample_then_convolve():
+    """VQ-GAN's Upsample at inference: four 2x2 convolutions on the source map instead of a 3x3 one on the 2x
+    nearest-upsampled map; the same result up to float rounding, and it follows a changed weight."""
+    from ganserve.models.vqgan import Upsample
+
+    torch.manual_seed(0)
+    up = Upsample(8).eval()
+    up.conv.bias.data.normal_()
+    x = torch.randn(3, 8, 5, 7)
+
+    def reference() -> torch.Tensor:
+        return up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+    with torch.no_grad():
+        fast = up(x)
+        assert fast.shape == (3, 8, 10, 14)
+        torch.testing.assert_close(fast, reference(), rtol=1e-5, atol=1e-5)
+        up.conv.weight.add_(torch.randn_like(up.conv.weight))
+        torch.testing.assert_close(up(x), reference(), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(up(x), fast)
+        with batch_invariant():
+            assert torch.equal(torch.cat([up(x[i : i + 1]) for i in range(3)]), up(x))
+    x.requires_grad_(True)  # training: the plain path, so gradients reach the 3x3 weight as it is
+    up(x).sum().backward()
+    assert up.conv.weight.grad is not None

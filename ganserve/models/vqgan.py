@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.models.config import ModelConfig, check_power_of_two
-from ganserve.models.layers import Conv2d, VectorQuantizer
+from ganserve.models.layers import Conv2d, VectorQuantizer, _tracing, conv2d
 from ganserve.models.transformer import GPTPrior, GPTPriorConfig
 
 MAX_CODEBOOK = 1 << 16
@@ -37,13 +37,46 @@ def norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
+# Which 3x3 taps of a convolution over a 2x nearest-upsampled map land on the same source pixel, per output phase:
+# an even output row reads source rows (i-1, i) with taps (0, 1+2); an odd one rows (i, i+1) with taps (0+1, 2).
+_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+
+
+def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 filter [O, I, 3, 3] meant for a 2x nearest-upsampled map -> the four 2x2 filters that give the same
+    output phases (row phase a, column phase b) straight from the source map, stacked [(a, b, O), I, 2, 2]."""
+    taps = _PHASE_TAPS.to(weight)
+    return torch.einsum("apk,oikl,bql->aboipq", taps, weight, taps).reshape(-1, weight.shape[1], 2, 2)
+
+
 class Upsample(nn.Module):
+    """Nearest 2x upsampling then a 3x3 convolution. At inference computed without building the upsampled map: one
+    2x2 convolution per output phase on the source (4 x 4 taps instead of 9 taps on a 4x larger map: 2.25x fewer
+    multiply-adds), interleaved. Equal up to float rounding (taps that read the same pixel are summed first)."""
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if torch.is_grad_enabled() or _tracing() or x.ndim != 4:
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        n, c, h, w = x.shape
+        # rows 0..h-1 of the 2x2 convolution of pad(x, 1) are the even phase's, rows 1..h the odd phase's
+        r = conv2d(F.pad(x, (1, 1, 1, 1)), self._subpixel_weight().to(x.dtype), self.conv.bias.repeat(4).to(x.dtype))
+        r = r.reshape(n, 2, 2, c, h + 1, w + 1)
+        out = x.new_empty([n, c, h, 2, w, 2])
+        for a in (0, 1):
+            for b in (0, 1):
+                out[:, :, :, a, :, b] = r[:, a, b, :, a : a + h, b : b + w]
+        return out.reshape(n, c, 2 * h, 2 * w)
+
+    def _subpixel_weight(self) -> torch.Tensor:
+        w = self.conv.weight
+        cached = self.__dict__.get("_subpixel")  # rebuilt when the weight changes (new tensor or in-place update)
+        if cached is None or cached[0] is not w or cached[1] != w._version:
+            cached = self.__dict__["_subpixel"] = (w, w._version, subpixel_weight(w.detach()))
+        return cached[2]
 
 
 class Downsample(nn.Module):
@@ -267,7 +300,9 @@ class VQGANFirstStage(nn.Module):
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Code indices [N, r, r] -> images [N, C, R, R] (unclamped)."""
-        return self.decode(self.quantize.lookup(codes))
+        # The lookup is [N, r, r, D] viewed channels-first; made NCHW so the decoder's GroupNorms get the layout their
+        # CPU kernel is fast on (channels-last ran them ~10x slower and converted every filter in every call).
+        return self.decode(self.quantize.lookup(codes).contiguous())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x -> (reconstruction, quantiser loss, codes)."""
