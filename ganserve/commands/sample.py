@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ganserve import cli_fields
+from ganserve.backends import backend_names, load_backend
 from ganserve.checkpoint import atomic_write_bytes
 from ganserve.commands import CommandError, int_in
 from ganserve.precision import PRECISIONS
@@ -61,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=PRECISIONS,
         help="fp32 (reference), tf32, bf16, fp16, or mixed (the family's half-precision layers)",
     )
+    p.add_argument("--backend", default="eager",
+                   help=f"generator backend: {' | '.join(backend_names())} (a graph backend exports the model once "
+                        "into the user cache, as `ganserve serve --backend` does)")  # fmt: skip
     p.set_defaults(_request_fields=cli_fields.add_request_arguments(p))
     return p
 
@@ -135,6 +139,15 @@ def list_models() -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
 
 
+def _check_backend(args: argparse.Namespace) -> None:
+    """--backend names a registered backend; graph backends run as exported (as ``ganserve serve`` refuses)."""
+    if args.backend not in backend_names():
+        raise CommandError(f"--backend: unknown backend '{args.backend}' (backends: {', '.join(backend_names())})")
+    if args.backend != "eager" and args.precision != "fp32":
+        raise CommandError(f"--precision {args.precision} applies to --backend eager; the {args.backend} backend runs "
+                           "its graphs as exported")  # fmt: skip
+
+
 # ---- run ------------------------------------------------------------------------------------------------------------
 def _write(path: Path, data: bytes) -> None:
     try:
@@ -155,12 +168,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise CommandError("--model is required (see --list)")
     ganserve.loading.resolve(args.model)  # an unknown model is the error to report, whatever --out holds
+    _check_backend(args)
     out = Path(args.out)
     kind = output_kind(args.out)
     if kind != "dir" and out.exists() and not args.force:
         raise CommandError(f"{out} exists (pass --force to overwrite it)")
     request = build_request(args)
-    model = ganserve.load(args.model, device=args.device, precision=args.precision)
+    model = load_backend(args.backend, args.model, device=args.device, precision=args.precision)
     for cf in cli_fields.given(args, args._request_fields):
         if model.family not in cf.families:
             raise CommandError(f"{cli_fields.typed_flag(args, cf)} does not apply to a {model.family} model (it sets "
