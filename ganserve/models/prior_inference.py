@@ -4,10 +4,10 @@ whole-sequence forward, built from the same fixed-shape products so that both gi
 Why fixed shapes: a BLAS picks its kernel by the shape of a product, and a row's bits change with it (one token at a
 time against a whole sequence, one image against a batch). In batch-invariant mode every linear layer multiplies
 exactly CHUNK rows (tokens, zero padded) at a time, and attention takes one query row per (image, head) against that
-image's [block_size, head_dim] keys, in the step and in the forward alike (the forward repeats the step's product per
-position). A token's bits then depend on nothing but its own inputs (tests/test_prior.py), and the KV-cache loop samples
-exactly the codes of the loop that re-runs the whole sequence (issue 22: the two had drifted apart by ~1e-5 in the
-logits at every position, and a code flipped at batch 32).
+image's keys up to the query's position, in the step and in the forward alike (the forward repeats the step's product
+per position). A token's bits then depend on nothing but its own inputs (tests/test_prior.py), and the KV-cache loop
+samples exactly the codes of the loop that re-runs the whole sequence (issue 22: the two had drifted apart by ~1e-5 in
+the logits at every position, and a code flipped at batch 32).
 
 Speed (the step runs once per code): the query, key and value layers are one product, the attention scale and causal
 mask cost nothing (the scale is folded into the query's weights, and a position's product covers only the slots it

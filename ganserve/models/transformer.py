@@ -14,8 +14,9 @@ Sampling (``sample_codes``) is a host loop over positions around one *step* func
 cache [N, layers, 2, heads, block_size, head_dim]) -> [N, num_codes + layers * 2 * n_embd] (the logits of the next
 code, then this position's keys and values, which the loop writes into the cache). The eager prior and an exported
 ONNX step graph both fit it, so both sample the same way. Every random decision comes from per-row uniforms drawn
-from the row's seed beforehand (inverse-CDF sampling), and in batch-invariant mode every matrix product is a
-per-row batched product, so a row's codes never depend on the batch around it.
+from the row's seed beforehand (inverse-CDF sampling), and in batch-invariant mode every matrix product has a fixed
+shape (``prior_inference``), so a row's codes never depend on the batch around it, and the KV-cache loop samples the
+codes of the loop that re-runs the whole sequence.
 """
 
 from __future__ import annotations
