@@ -35,7 +35,7 @@ def _set_dtype(name: str) -> torch.dtype:
 
 def correctness(out_path: str | None, dev: str = "cuda") -> int:
     """(dev="cpu" under TRITON_INTERPRET=1 with force_triton: a slow smoke test of this code without a GPU.)"""
-    from ganserve.kernels import candidates, dispatch, modconv_triton
+    from ganserve.kernels import candidates, modconv_triton
     from ganserve.models.layers import setup_filter
 
     torch.manual_seed(1234)
@@ -102,20 +102,30 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
                     except Exception as e:
                         row.update(ok=False, error=f"{type(e).__name__}: {str(e)[:300]}")
                     rows.append(row)
-    # the dispatched ops (tuning into a scratch table), and the tiny generator with the kernels on and off
-    import os
-    import tempfile
+    rows.extend(_generator_rows(dev))  # the dispatched ops, tuning into a scratch table
+    failed = [r for r in rows if not r["ok"]]
+    card = torch.cuda.get_device_name() if dev == "cuda" else dev
+    summary = {"checks": len(rows), "failed": len(failed), "failures": failed[:50], "rows": rows, "card": card,
+               "torch": torch.__version__}  # fmt: skip
+    if out_path:
+        Path(out_path).write_text(json.dumps(summary, indent=1))
+    print(f"correctness: {len(rows) - len(failed)}/{len(rows)} checks passed")
+    for r in failed[:20]:
+        print("  FAILED", json.dumps(r)[:300])
+    return 1 if failed else 0
 
+
+def _generator_rows(dev: str) -> list[dict]:
+    """The tiny generator with the kernels off, on while tuning into a scratch table, and on from that table."""
     from ganserve import kernels
+    from ganserve.benchmarks.kernels import scratch_table
+    from ganserve.kernels import dispatch
+    from ganserve.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = os.environ.get(dispatch.CACHE_ENV)
-        os.environ[dispatch.CACHE_ENV] = tmp
-        dispatch.forget()
+    rows = []
+    with scratch_table(keep=False):
         try:
             _set_dtype("float32")
-            from ganserve.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
-
             torch.manual_seed(0)
             res = 32 if dev == "cuda" else 8
             cfg = StyleGAN2Config(
@@ -139,22 +149,8 @@ def correctness(out_path: str | None, dev: str = "cuda") -> int:
                 rows.append({"op": "generator", "shape": f"tiny {res}px b{batch}", "dtype": "float32",
                              "candidate": "dispatched", "err": err, "ok": err <= 1e-3, "choices": choices})  # fmt: skip
         finally:
-            if saved is None:
-                os.environ.pop(dispatch.CACHE_ENV, None)
-            else:
-                os.environ[dispatch.CACHE_ENV] = saved
-            dispatch.forget()
             kernels.set_precision(None)
-    failed = [r for r in rows if not r["ok"]]
-    card = torch.cuda.get_device_name() if dev == "cuda" else dev
-    summary = {"checks": len(rows), "failed": len(failed), "failures": failed[:50], "rows": rows, "card": card,
-               "torch": torch.__version__}  # fmt: skip
-    if out_path:
-        Path(out_path).write_text(json.dumps(summary, indent=1))
-    print(f"correctness: {len(rows) - len(failed)}/{len(rows)} checks passed")
-    for r in failed[:20]:
-        print("  FAILED", json.dumps(r)[:300])
-    return 1 if failed else 0
+    return rows
 
 
 def warm(shard: int, shards: int, dtypes: list[str], batches: list[int], vq_dtypes: list[str]) -> int:

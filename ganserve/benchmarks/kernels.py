@@ -375,7 +375,7 @@ def _to_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _scratch_table(keep: bool) -> Iterator[None]:
+def scratch_table(keep: bool) -> Iterator[None]:
     """Without --tune the generator's warm-up tunes into a temporary table (the user's is never touched)."""
     from ganserve.kernels import dispatch
 
@@ -407,7 +407,7 @@ def _bench_generator(args: argparse.Namespace, rec: _Recorder, budget: _Budget) 
         if hasattr(m, "noise_strength"):
             m.noise_strength.fill_(0.1)
     precisions = [p for p in args.precisions if p != "mixed" or hasattr(G, "mixed_precision")]
-    with _scratch_table(args.tune), torch.no_grad():
+    with scratch_table(args.tune), torch.no_grad():
         for batch in args.batch_sizes:
             ws = G.mapping(torch.randn(batch, G.config.z_dim, device=DEVICE), None)
             with _precision(G, "fp32"), kernels.use_kernels(False):
