@@ -71,3 +71,20 @@ def family_registered(name: str) -> Iterator[None]:
     finally:
         if added:
             _LOADED.pop(name, None)
+
+
+def with_class(model, body: dict) -> dict:
+    """The body, with a class where the model asks for one (a conditional StyleGAN or ProGAN refuses a request
+    without it)."""
+    from ganserve.requests import RequestError
+    from ganserve.sampling import plan
+
+    if "class" in body or "classes" in body:
+        return body
+    try:
+        plan(model, body)
+    except RequestError as e:
+        if e.field != "class":
+            raise
+        return {**body, "class": 1}
+    return body

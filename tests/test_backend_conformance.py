@@ -31,6 +31,7 @@ from ganserve.loading import available_models, bundled_dir, read_metadata
 from ganserve.requests import RequestError, validate_request
 from ganserve.sampling import class_names, plan, sample
 from ganserve.surface import VQModel, missing, surface_of
+from tests.family_fixtures import with_class
 
 pytest.importorskip("onnxruntime")
 
@@ -52,20 +53,7 @@ def _w_b64(model: nn.Module) -> str:
 
 def _image_b64(model: nn.Module) -> str:
     """A picture the model made itself (seed 3), as a base64 PNG: what ``image`` requests send."""
-    return base64.b64encode(encode_image(sample(model, _complete(model, {"seeds": [3]})).images[0], "png")).decode()
-
-
-def _complete(model: nn.Module, body: dict[str, Any]) -> dict[str, Any]:
-    """The body, with a class where the eager model asks for one (class-conditional models whose request needs it)."""
-    if "class" in body or "classes" in body:
-        return body
-    try:
-        plan(model, body)
-    except RequestError as e:
-        if e.field != "class":
-            raise
-        return {**body, "class": 1}
-    return body
+    return base64.b64encode(encode_image(sample(model, with_class(model, {"seeds": [3]})).images[0], "png")).decode()
 
 
 # name -> the body's fields (a kind runs for a family whose request model validates this static part) and a function
@@ -112,7 +100,7 @@ def kinds_of(family: str) -> list[str]:
 def request_for(model: nn.Module, kind: str) -> dict[str, Any]:
     body, complete = KINDS[kind]
     body = {**body, **(complete(model) if complete else {})}
-    return _complete(model, body)
+    return with_class(model, body)
 
 
 CASES = [(name, kind) for name in sorted(BUNDLED) for kind in kinds_of(FAMILY_OF[name])]

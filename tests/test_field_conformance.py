@@ -32,13 +32,13 @@ from ganserve.cli import build_parser
 from ganserve.commands import sample as sample_cmd
 from ganserve.families import family_names, get_family
 from ganserve.front_end import RequestField, request_fields
-from ganserve.requests import RequestError, validate_request
-from ganserve.sampling import encode_result, plan
+from ganserve.requests import validate_request
+from ganserve.sampling import encode_result
 from ganserve.serving.service import SampleService
 from ganserve.ui.backend import LocalBackend
 from ganserve.ui.controls import ControlSpec
 from tests.conftest import CLASSES, make_tiny_generator
-from tests.family_fixtures import make_tiny_biggan, make_tiny_sagan
+from tests.family_fixtures import make_tiny_biggan, make_tiny_sagan, with_class
 from tests.field_examples import example_argv, example_files, is_set, required_paths
 from tests.vq_fixtures import make_tiny
 
@@ -140,19 +140,6 @@ def _sample_parser():
     return build_parser()._subparsers._group_actions[0].choices["sample"]
 
 
-def _complete(model: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """The body, with a class where the model asks for one (a conditional StyleGAN or ProGAN)."""
-    if "class" in body or "classes" in body:
-        return body
-    try:
-        plan(model, body)
-    except RequestError as e:
-        if e.field != "class":
-            raise
-        return {**body, "class": 1}
-    return body
-
-
 def _cli_request(model: Any, fields: dict[str, RequestField], path: str, tmp_path: Path) -> dict[str, Any]:
     """The request ``ganserve sample`` builds from the field's example flags (checked to set the field)."""
     w = np.zeros([model.num_ws, model.config.w_dim], np.float32) if "w" in fields else None
@@ -183,7 +170,7 @@ def test_field_reaches_every_front_end(family, path, tiny_models, tmp_path):
     fields = {f.path: f for f in request_fields(get_family(family).request)}
 
     # CLI: the flag parses into the field.
-    body = _complete(model, _cli_request(model, fields, path, tmp_path))
+    body = with_class(model, _cli_request(model, fields, path, tmp_path))
     if "project" in body:
         body.setdefault("project_steps", 2)  # a short projection for the Python call
 
