@@ -1,6 +1,6 @@
 """The explorer's named endpoints for gradio_client (``/generate``, ``/grid``, ``/style_mix``, ``/interpolate``,
-``/browse``, ``/strips``, ``/project``, ``/model_info``, ``/restore``), on hidden buttons: plain values in and out,
-errors as errors (``AppError``). The page's own events are private (``ganserve.ui.page``).
+``/browse``, ``/strips``, ``/project``, ``/attention``, ``/model_info``, ``/restore``), on hidden buttons: plain
+values in and out, errors as errors (``AppError``). The page's own events are private (``ganserve.ui.page``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ganserve.ui.backend import BackendError
 from ganserve.ui.fields import PREFIX
 from ganserve.ui.model_controls import COMMON_API, EDIT_API, MODEL_NUMBERS, _model_updates
 from ganserve.ui.page import Page
+from ganserve.ui.panels import attention as attention_panel
 from ganserve.ui.panels.lifecycle import restored_values
 from ganserve.ui.restore import restore_from_png
 from ganserve.ui.widgets import _readable
@@ -58,7 +59,23 @@ def wire_api(page: Page) -> None:
     api = Api(page)
     _images(api)
     _figures(api)
+    _attention(api)
     _models(api)
+
+
+def _attention(api: Api) -> None:
+    """/attention: the self-attention map of pixel [y, x] for /generate's settings (models that declare it)."""
+    C, page = api.C, api.page
+    free = {k: gr.Number(0, visible=False, label=C[k].label) for k in ("attn_y", "attn_x")}  # no page bounds
+
+    def attention_map(**kw: Any) -> tuple:
+        r = attention_panel.attention_map(page, api.values(kw, {"y": "attn_y", "x": "attn_x"}))
+        return r["map"], r["shown"], r["caption"], r["params"], r["status"]
+
+    inputs = {"model": C["model"], "seed": C["seed"], "y": free["attn_y"], "x": free["attn_x"], **api.common}
+    raw = gr.Image(type="filepath", format="png", visible=False, label="Attention map (the model's pixels)")
+    outputs = [raw, page.OUT["attn_image"], page.OUT["attn_caption"], page.OUT["params"]]
+    api.endpoint("attention", attention_map, {**inputs, "w": C["w"], **api.edits}, [*outputs, page.status])
 
 
 def _images(api: Api) -> None:

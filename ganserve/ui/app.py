@@ -48,14 +48,14 @@ from ganserve.ui.model_controls import (  # noqa: F401
     url_for,
 )
 from ganserve.ui.page import Page
-from ganserve.ui.panels import browse, directions, grid, interp, lifecycle, mix, project, seed, sidebar
+from ganserve.ui.panels import attention, browse, directions, grid, interp, lifecycle, mix, project, seed, sidebar
 from ganserve.ui.vq import vq_tab
 from ganserve.ui.widgets import IMAGE_BUTTONS, _readable  # noqa: F401
 
 TITLE = "ganserve latent explorer"
 # System fonts only: the default theme would fetch Google Fonts, which an offline machine waits on.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-PANELS = (sidebar, seed, grid, mix, interp, browse, project, directions)
+PANELS = (sidebar, seed, grid, mix, interp, browse, project, directions, attention)
 VQ_FIELDS = ("image", "keep")  # the VQ tab's (ganserve.ui.vq)
 
 
@@ -88,11 +88,13 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                         (project, project.build(page)),
                     ]
                 dirs = directions.build(page)
+                attn = attention.build(page)  # models that declare `attention`
         page.finish(tabs)
         sidebar.wire(page, side)
         for panel, built in tabs_built:
             panel.wire(page, built)
         directions.wire(page, dirs)
+        attention.wire(page, attn)
         # The shared settings re-render the tab shown.
         page.on([*sidebar.triggers(page), *directions.triggers(page)], page.render_tab(None))
         lifecycle.wire_tabs(page)

@@ -84,6 +84,7 @@ def url_for(ex: Explorer, v: dict[str, Any]) -> str:
         (("from", "to", "frames", "space"), spec.has("interpolate")),
         (("to_class",), spec.class_interpolation and str(v.get("to_class")) != "-1"),
         (("steps",), spec.projection),
+        (("attn_y", "attn_x"), spec.has("attention")),
         (("edit_method", "edit_layers", *[f"edit_{k}" for k in range(MAX_SLIDERS)]), spec.edits),
         (("edit_first", "edit_last"), spec.edits and v.get("edit_layers") == "custom"),
     ):
@@ -126,6 +127,8 @@ def model_defaults(spec: ControlSpec) -> dict[str, Any]:
         "edit_method": _method_value(spec),
         "edit_first": 0,
         "edit_last": last_w,
+        "attn_y": 0,  # the attention panel's query pixel (models that declare `attention`)
+        "attn_x": 0,
     }
 
 

@@ -45,6 +45,8 @@ KINDS: dict[str, str] = {
     "browse": "int",
     "send_to": "str",
     "steps": "int",
+    "attn_y": "int",
+    "attn_x": "int",
     "edit_method": "str",
     "edit_layers": "str",
     "edit_first": "int",

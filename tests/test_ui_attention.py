@@ -1,0 +1,137 @@
+"""The self-attention panel: shown for models whose schema declares ``attention`` (a tiny SAGAN), not for others (a
+tiny StyleGAN2); a query's map is the sampling core's ``attention`` output, enlarged nearest with the query pixel
+outlined; a click on the Seed image maps to the model's pixels; an out-of-range query is refused by field name; the
+query travels in the link; /attention answers over gradio_client."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+import ganserve  # noqa: E402
+from ganserve.sampling import sample  # noqa: E402
+from ganserve.ui.app import build_app, launch, url_for  # noqa: E402
+from ganserve.ui.backend import BackendError, LocalBackend  # noqa: E402
+from ganserve.ui.page import Page  # noqa: E402
+from ganserve.ui.panels import attention  # noqa: E402
+from ganserve.ui.urlstate import decode  # noqa: E402
+from tests.family_fixtures import make_tiny_sagan, save_tiny  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
+
+
+@pytest.fixture(scope="module")
+def sagan_path(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("sagan"), "sagan-tiny", make_tiny_sagan(3))
+
+
+@pytest.fixture(scope="module")
+def backend(sagan_path, tiny_models_dir):
+    return LocalBackend({"sagan-tiny": sagan_path, "tiny": tiny_models_dir / "tiny.safetensors"})
+
+
+def pixels(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        a = np.asarray(im)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def panel(app):
+    (found,) = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "attention-panel"]
+    return found
+
+
+def settings(page: Page, **v) -> dict:
+    return {"model": "sagan-tiny", "seed": 5, "psi": 1.0, "class": -1, **v}
+
+
+def test_panel_only_for_models_declaring_attention(backend, sagan_path, tiny_models_dir):
+    assert backend.models()[0] == "sagan-tiny"
+    assert panel(build_app(backend)).visible is True
+    only_stylegan2 = LocalBackend({"tiny": tiny_models_dir / "tiny.safetensors"})
+    assert panel(build_app(only_stylegan2)).visible is False
+    # A model switch: shown for the SAGAN, hidden for the StyleGAN2 (read from the schema).
+    update = attention._for_model(Page(backend))
+    assert update("sagan-tiny")[0]["visible"] is True
+    assert update("tiny")[0]["visible"] is False
+
+
+def test_query_renders_the_cores_map_enlarged_and_marked(backend, sagan_path):
+    page = Page(backend)
+    r = attention.attention_map(page, settings(page, attn_y=3, attn_x=11))
+    want = sample(ganserve.load(sagan_path), seeds=[5], attention={"query": [3, 11]}).images[0]
+    raw = pixels(r["map"])
+    np.testing.assert_array_equal(raw, want)
+    assert r["params"]["attention"] == {"query": [3, 11]}
+    shown = pixels(r["shown"])
+    f = attention.scale(16)
+    assert f == 16 and shown.shape == (16 * f, 16 * f, 3)
+    grey = np.repeat(want, 3, axis=2) if want.shape[2] == 1 else want
+    # Nearest enlargement: every cell's centre is the map's pixel; the query cell's border is red.
+    np.testing.assert_array_equal(shown[f // 2 :: f, f // 2 :: f], grey)
+    assert (shown[3 * f, 11 * f : 12 * f] == attention.MARK).all()
+    assert (shown[3 * f : 4 * f, 12 * f - 1] == attention.MARK).all()
+    assert (shown == attention.MARK).all(axis=2).sum() == 4 * f - 4  # the outline only (a grey map has no red)
+    assert "[y 3, x 11]" in r["caption"] and "seed 5" in r["caption"]
+    # Another pixel attends elsewhere: the map depends on the query.
+    other = attention.attention_map(page, settings(page, attn_y=12, attn_x=1))
+    assert not np.array_equal(pixels(other["map"]), raw)
+
+
+@pytest.mark.parametrize(
+    ("y", "x", "message"),
+    [(16, 0, "y must be a whole number from 0 to 15, got 16"), (0, -1, "x must be"), (1.5, 2, "got 1.5")],
+)
+def test_out_of_range_query_names_the_field(backend, y, x, message):
+    page = Page(backend)
+    with pytest.raises(BackendError) as err:
+        attention.attention_map(page, settings(page, attn_y=y, attn_x=x))
+    assert err.value.field == "attention.query" and message in err.value.message
+    with pytest.raises(BackendError, match="has no self-attention map"):
+        attention.attention_map(page, settings(page, model="tiny", attn_y=0, attn_x=0))
+
+
+def test_click_scales_from_the_shown_file_to_the_model(backend, tmp_path):
+    page = Page(backend)
+    assert attention.clicked(page, {"model": "sagan-tiny"}, [11, 3]) == (3, 11)  # no file: model pixels
+    big = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(big)  # shown 4x: (x 45, y 13) is model pixel [3, 11]
+    assert attention.clicked(page, {"model": "sagan-tiny", "attn_source": str(big)}, [45, 13]) == (3, 11)
+    assert attention.clicked(page, {"model": "sagan-tiny", "attn_source": str(big)}, [63, 63]) == (15, 15)
+
+
+def test_query_in_the_link(backend):
+    page = Page(backend)
+    link = url_for(page.ex, settings(page, attn_y=4, attn_x=9, tab="seed"))
+    assert "attn_y=4" in link and "attn_x=9" in link
+    assert decode({"attn_y": "4", "attn_x": "9"})[0] == {"attn_y": 4, "attn_x": 9}
+    assert "attn_" not in url_for(page.ex, {"model": "tiny", "seed": 1, "attn_y": 4, "attn_x": 9, "tab": "seed"})
+
+
+def test_attention_endpoint(backend, sagan_path):
+    app = build_app(backend)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = gradio_client.Client(url, verbose=False)
+        raw, shown, caption, params, status = client.predict(
+            model="sagan-tiny", seed=2, y=7, x=7, api_name="/attention"
+        )
+        want = sample(ganserve.load(sagan_path), seeds=[2], attention={"query": [7, 7]}).images[0]
+        np.testing.assert_array_equal(pixels(raw), want)
+        assert pixels(shown).shape[0] == 16 * attention.scale(16)
+        assert params["attention"] == {"query": [7, 7]} and "[y 7, x 7]" in caption
+        assert "attention of [7, 7]" in status
+        with pytest.raises(gradio_client.exceptions.AppError, match=r"Invalid attention\.query: x must be"):
+            client.predict(model="sagan-tiny", seed=2, y=7, x=99, api_name="/attention")
+    finally:
+        app.close()
