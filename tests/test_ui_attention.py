@@ -98,13 +98,15 @@ def test_out_of_range_query_names_the_field(backend, y, x, message):
         attention.attention_map(page, settings(page, model="tiny", attn_y=0, attn_x=0))
 
 
-def test_click_scales_from_the_shown_file_to_the_model(backend, tmp_path):
+def test_click_scales_from_the_shown_file_to_the_model(backend):
     page = Page(backend)
-    assert attention.clicked(page, {"model": "sagan-tiny"}, [11, 3]) == (3, 11)  # no file: model pixels
-    big = tmp_path / "big.png"
-    Image.new("RGB", (64, 64)).save(big)  # shown 4x: (x 45, y 13) is model pixel [3, 11]
-    assert attention.clicked(page, {"model": "sagan-tiny", "attn_source": str(big)}, [45, 13]) == (3, 11)
-    assert attention.clicked(page, {"model": "sagan-tiny", "attn_source": str(big)}, [63, 63]) == (15, 15)
+    v = {"model": "sagan-tiny"}
+    assert attention.clicked(page, v, "3,11,16,16") == (3, 11)  # the file at the model's size
+    assert attention.clicked(page, v, "13,45,64,64") == (3, 11)  # a 4x file: pixel (13, 45) is model pixel [3, 11]
+    assert attention.clicked(page, v, "63,63,64,64") == (15, 15)
+    with pytest.raises(BackendError) as err:
+        attention.clicked(page, v, "3,x")
+    assert err.value.field == "attention.query"
 
 
 def test_query_in_the_link(backend):
@@ -133,5 +135,49 @@ def test_attention_endpoint(backend, sagan_path):
         assert "attention of [7, 7]" in status
         with pytest.raises(gradio_client.exceptions.AppError, match=r"Invalid attention\.query: x must be"):
             client.predict(model="sagan-tiny", seed=2, y=7, x=99, api_name="/attention")
+    finally:
+        app.close()
+
+
+@pytest.mark.slow
+def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
+    """Headless Debian chromium: a click on the Seed image's cell [3, 11] fills the query boxes and shows that pixel's
+    map (the core's, enlarged, outlined), and the link then holds the query."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, open_page, wait_new_image
+    from tests.test_ui_browser import pixels as png_pixels
+
+    app = build_app(backend)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(60_000)
+            open_page(pg, url)
+            pg.wait_for_function("() => { const i = document.querySelector('#image img'); return i && i.src; }")
+            img = pg.locator("#image img")
+            box = img.bounding_box()
+            natural = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+            s = min(box["width"] / natural[0], box["height"] / natural[1])  # object-fit: contain
+            ox, oy = (box["width"] - natural[0] * s) / 2, (box["height"] - natural[1] * s) / 2
+            assert s > 1  # shown enlarged: the case Gradio's own select coordinates get wrong
+            img.click(position={"x": ox + (11 + 0.5) * s, "y": oy + (3 + 0.5) * s})
+            _, png = wait_new_image(pg, None, "#attn-image img")
+            assert pg.locator("#attn-y input").input_value() == "3"
+            assert pg.locator("#attn-x input").input_value() == "11"
+            want = sample(ganserve.load(sagan_path), seeds=[0], attention={"query": [3, 11]}).images[0]
+            f = attention.scale(16)
+            shown = png_pixels(png)
+            grey = np.repeat(want, 3, axis=2) if want.shape[2] == 1 else want
+            np.testing.assert_array_equal(shown[f // 2 :: f, f // 2 :: f], grey)
+            assert (shown[3 * f, 11 * f : 12 * f] == attention.MARK).all()
+            assert "[y 3, x 11]" in pg.locator("#attn-caption").inner_text()
+            pg.wait_for_function("() => location.search.includes('attn_y=3')")
+            assert "attn_x=11" in pg.evaluate("location.search")
+            browser.close()
     finally:
         app.close()

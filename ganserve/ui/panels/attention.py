@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from ganserve.ui.backend import BackendError
+from ganserve.ui.model_controls import url_for
 from ganserve.ui.page import Page
 from ganserve.ui.widgets import _out_image
 
@@ -28,6 +28,7 @@ class AttentionPanel:
     y: Any
     x: Any
     button: Any
+    click_go: Any
     image: Any
     caption: Any
 
@@ -102,14 +103,19 @@ def build(page: Page) -> AttentionPanel:
             button = gr.Button("Show attention", elem_id="attn-go")
         image = _out_image("Attention map", "The attention map of the query pixel", "attn-image")
         caption = gr.Markdown("", elem_id="attn-caption")
+        # Where the page's script puts a click on the Seed image (CLICK_JS), and the button it presses.
+        click = gr.Textbox("", visible="hidden", elem_id="attn-click")
+        click_go = gr.Button("attention at the click", visible="hidden", elem_id="attn-click-go")
     page.OUT.update(attn_image=image, attn_caption=caption)
-    page.named_inputs["attn_source"] = page.OUT["image"]  # the Seed tab's image, for the click's scale
-    return AttentionPanel(group, page.C["attn_y"], page.C["attn_x"], button, image, caption)
+    page.named_inputs["attn_click"] = click
+    return AttentionPanel(group, page.C["attn_y"], page.C["attn_x"], button, click_go, image, caption)
 
 
 def render(page: Page, v: dict[str, Any]) -> dict[str, Any]:
+    """The map's updates, keyed as OUT; the page address follows (the query is in it)."""
     r = attention_map(page, v)
     return {
+        "url": url_for(page.ex, v),
         "attn_image": gr.update(value=r["shown"], alt_text=r["caption"]),
         "attn_caption": r["caption"],
         "params": r["params"],
@@ -117,14 +123,37 @@ def render(page: Page, v: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def clicked(page: Page, v: dict[str, Any], index: Any) -> tuple[int, int]:
-    """A click on the Seed image ([x, y] in the shown file's pixels) -> [y, x] in the model's pixels."""
+# Gradio's image `select` assumes an image larger than its box is shown shrunk and one smaller at its natural size
+# (its scale is capped at 1), so on our enlarged, pixelated images its coordinates are wrong. The page's script
+# measures the click against the shown size instead and sends "y,x,height,width" in the file's pixels.
+CLICK_JS = """() => {
+  if (window.gsAttnClick) return;
+  window.gsAttnClick = true;
+  const setter = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set;
+  document.addEventListener('click', (e) => {
+    const img = e.target instanceof HTMLImageElement && e.target.closest('#image') ? e.target : null;
+    const panel = document.querySelector('#attention-panel');
+    if (!img || !img.naturalWidth || !panel || panel.offsetParent === null) return;
+    const r = img.getBoundingClientRect();
+    const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);  // object-fit: contain
+    const x = Math.floor((e.clientX - r.left - (r.width - img.naturalWidth * s) / 2) / s);
+    const y = Math.floor((e.clientY - r.top - (r.height - img.naturalHeight * s) / 2) / s);
+    if (x < 0 || y < 0 || x >= img.naturalWidth || y >= img.naturalHeight) return;
+    const box = document.querySelector('#attn-click textarea');
+    setter.call(box, `${y},${x},${img.naturalHeight},${img.naturalWidth}`);
+    box.dispatchEvent(new Event('input', { bubbles: true }));
+    setTimeout(() => document.querySelector('#attn-click-go')?.click(), 0);
+  }, true);
+}"""
+
+
+def clicked(page: Page, v: dict[str, Any], text: Any) -> tuple[int, int]:
+    """A click "y,x,height,width" (in the shown file's pixels) -> [y, x] in the model's pixels."""
     res = page.ex.info(v.get("model")).resolution
-    width, height = res, res
-    if v.get("attn_source"):
-        with Image.open(v["attn_source"]) as im:
-            width, height = im.size
-    x, y = int(index[0]), int(index[1])
+    try:
+        y, x, height, width = (int(t) for t in str(text).split(","))
+    except ValueError:
+        raise BackendError(f"expected y,x,height,width, got {text!r}", "attention.query") from None
     return min(y * res // max(height, 1), res - 1), min(x * res // max(width, 1), res - 1)
 
 
@@ -132,15 +161,16 @@ def wire(page: Page, t: AttentionPanel) -> None:
     def show(v: dict[str, Any], _d: Any) -> dict[str, Any]:
         return render(page, v)
 
-    def click(v: dict[str, Any], _d: Any, evt: gr.SelectData) -> dict[str, Any]:
+    def click(v: dict[str, Any], _d: Any) -> dict[str, Any]:
         if not page.ex.spec(v.get("model")).has("attention"):
             return {}
-        y, x = clicked(page, v, evt.index)
+        y, x = clicked(page, v, v.get("attn_click"))
         v.update(attn_y=y, attn_x=x)
         return {"set:attn_y": y, "set:attn_x": x, **render(page, v)}
 
     page.on([t.button.click, t.y.submit, t.x.submit], show)
-    page.then_strips(gr.on([page.OUT["image"].select], page.page_select(click), **page.event))
+    page.on([t.click_go.click], click)
+    page.loaded.change(None, None, None, js=CLICK_JS, api_visibility="private")  # once the page is set up
     # A model switch shows the panel for models that declare the field, with their pixel range.
     page.C["model"].change(_for_model(page), page.C["model"], [t.group, t.y, t.x], api_visibility="private")
 
