@@ -22,6 +22,7 @@ from ganserve.ui.page import Page  # noqa: E402
 from ganserve.ui.panels import attention  # noqa: E402
 from ganserve.ui.urlstate import decode  # noqa: E402
 from tests.family_fixtures import make_tiny_sagan, save_tiny  # noqa: E402
+from tests.test_ui_http import key_file  # noqa: E402, F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 
@@ -181,3 +182,25 @@ def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
             browser.close()
     finally:
         app.close()
+
+
+def test_query_over_http_equals_the_servers_map(sagan_path, tiny_models_dir, tmp_path, key_file):  # noqa: F811
+    """The same panel over HTTPBackend (the stand-in server of test_ui_http, its serving core): the map is the
+    server's, and the server's refusal of an out-of-range query arrives by field name."""
+    import shutil
+
+    from ganserve.ui.remote import HTTPBackend
+    from tests.test_ui_http import StandInServer
+
+    # The stand-in serves "tiny" and "tiny-cond": here "tiny-cond" is the SAGAN.
+    shutil.copy(tiny_models_dir / "tiny.safetensors", tmp_path / "tiny.safetensors")
+    shutil.copy(sagan_path, tmp_path / "tiny-cond.safetensors")
+    with StandInServer(tmp_path) as server:
+        page = Page(HTTPBackend(server.inference_url, server.management_url, key_file))
+        r = attention.attention_map(page, {"model": "tiny-cond", "seed": 4, "class": -1, "attn_y": 9, "attn_x": 2})
+        assert server.posts[-1]["attention"] == {"query": [9, 2]}
+        want = sample(ganserve.load(sagan_path), seeds=[4], attention={"query": [9, 2]}).images[0]
+        np.testing.assert_array_equal(pixels(r["map"]), want)
+        with pytest.raises(BackendError) as err:  # past the page's check: the server names the field
+            page.ex.generate("tiny-cond", {"seeds": [4], "attention": {"query": [9, 16]}})
+        assert err.value.field == "attention.query"
