@@ -160,6 +160,9 @@ def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
             pg.set_default_timeout(60_000)
             open_page(pg, url)
             pg.wait_for_function("() => { const i = document.querySelector('#image img'); return i && i.src; }")
+            # The upscaled download beside it follows the image (tests/test_ui_upscale.py checks its pixels).
+            links = "[...document.querySelectorAll('#upscale-file a')]"
+            pg.wait_for_function(f"() => {links}.some(a => a.href.includes('-x4.png'))")
             img = pg.locator("#image img")
             box = img.bounding_box()
             natural = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")

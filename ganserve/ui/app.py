@@ -48,7 +48,19 @@ from ganserve.ui.model_controls import (  # noqa: F401
     url_for,
 )
 from ganserve.ui.page import Page
-from ganserve.ui.panels import attention, browse, directions, grid, interp, lifecycle, mix, project, seed, sidebar
+from ganserve.ui.panels import (
+    attention,
+    browse,
+    directions,
+    grid,
+    interp,
+    lifecycle,
+    mix,
+    project,
+    seed,
+    sidebar,
+    upscale,
+)
 from ganserve.ui.vq import vq_tab
 from ganserve.ui.widgets import IMAGE_BUTTONS, _readable  # noqa: F401
 
@@ -78,7 +90,9 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
             side = sidebar.build(page)
             with gr.Column(scale=3, elem_id="gs-main-col"):
                 with gr.Tabs(selected="seed") as tabs:
-                    tabs_built = [(seed, seed.build(page)), (grid, grid.build(page)), (mix, mix.build(page))]
+                    tabs_built = [(seed, seed.build(page))]
+                    tabs_built += [(upscale, upscale.build(page, tabs_built[0][1].tab))]  # in the Seed tab
+                    tabs_built += [(grid, grid.build(page)), (mix, mix.build(page))]
                     vq = vq_tab(page.spec0.region_resampling)  # VQ families: reconstruction and region re-sampling
                     page.tab_items["vq"] = vq.tab
                     page.M["vq_tab"] = vq.tab
