@@ -51,3 +51,20 @@ def test_grid_png_and_zip(tiny_models_dir, tmp_path, name, extra, cols):
             assert names[k].startswith(f"{k:03d}-{name}-seed")
             np.testing.assert_array_equal(pixels(data), img)
             assert read_png_params(data) == prm
+
+
+def test_class_grid_captions_name_the_classes(tmp_path):
+    """A class-by-seed grid captions each image with its class's name (the model's names), then its seed."""
+    from tests.family_fixtures import make_tiny_biggan, save_tiny
+
+    path = save_tiny(tmp_path, "tiny-biggan", make_tiny_biggan())
+    ex = Explorer(LocalBackend({"tiny-biggan": path}))
+    names = ex.spec("tiny-biggan").classes
+    assert len(names) > 2
+    r = ex.grid({"model": "tiny-biggan", "grid": "4-5", "psi": 0.5, "grid_classes": [2, 0]})
+    captions = [c for _, c in r["grid_gallery"]]
+    assert captions == [f"{names[c]} · seed {s}" for c in (2, 0) for s in (4, 5)]
+    assert [c for _, c in ex.grid({"model": "tiny-biggan", "grid": "4-5", "psi": 0.5})["grid_gallery"]] == [
+        "seed 4",
+        "seed 5",
+    ]

@@ -296,11 +296,16 @@ class Explorer:
             req["classes"] = [int(c) for c in classes]
         pics = self.generate(model, req)
         paths = self.save(pics)
-        label = "class {class} seed {seed}" if classes else "seed {seed}"
-        gallery = [
-            (p, label.format(seed=pic.params["seeds"][0], **{"class": pic.params.get("class")}))
-            for p, pic in zip(paths, pics)
-        ]
+        names = self.spec(model).classes
+
+        def label(pic: Picture) -> str:  # a class grid names each image's class (its id where the model has no names)
+            seed, c = pic.params["seeds"][0], pic.params.get("class")
+            if not classes:
+                return f"seed {seed}"
+            name = names[c] if isinstance(c, int) and 0 <= c < len(names) else c
+            return f"{name} · seed {seed}"
+
+        gallery = [(p, label(pic)) for p, pic in zip(paths, pics)]
         params = [pic.params for pic in pics]
         status = (
             f"{model}: {len(classes)} classes x {len(seed_list)} seeds" if classes else f"{model}: {len(pics)} seeds"
