@@ -13,6 +13,7 @@ from ganserve.requests import MAX_SEED
 from ganserve.ui.controls import MAX_SLIDERS
 from ganserve.ui.model_controls import url_for
 from ganserve.ui.page import Page
+from ganserve.ui.panels import history
 from ganserve.ui.widgets import _out_image
 
 FIELDS = ("seeds", "image", "keep")
@@ -54,9 +55,13 @@ def build(page: Page) -> SeedTab:
     return SeedTab(tab, image, rand_btn, gen_btn)
 
 
-def render(page: Page, v: dict[str, Any]) -> dict[str, Any]:
+def render(page: Page, v: dict[str, Any], record: bool = True) -> dict[str, Any]:
+    """The Seed tab's image for ``v``; ``record``: add it to the history (when the page has one)."""
     r = page.ex.seed_image(v)
-    return {"image": gr.update(value=r["image"], alt_text=r["alt"]), "params": r["params"], "status": r["status"]}
+    out = {"image": gr.update(value=r["image"], alt_text=r["alt"]), "params": r["params"], "status": r["status"]}
+    if record and "history" in page.OUT:
+        out.update(history.recorded(v.get("history"), r["image"], r["params"]))
+    return out
 
 
 def live_sliders(page: Page) -> list[Any]:
@@ -73,7 +78,7 @@ def live(page: Page, v: dict[str, Any]) -> dict[str, Any]:
     their tabs render on release). Not recorded as a render of its own: the release that ends the drag is."""
     if v.get("tab") != "seed":
         return {}
-    return {**render(page, v), "url": url_for(page.ex, {**v, "tab": "seed"})}
+    return {**render(page, v, record=False), "url": url_for(page.ex, {**v, "tab": "seed"})}
 
 
 def wire(page: Page, t: SeedTab) -> None:
