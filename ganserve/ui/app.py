@@ -53,7 +53,6 @@ from ganserve.ui.panels import (
     browse,
     directions,
     grid,
-    history,
     interp,
     lifecycle,
     mix,
@@ -93,7 +92,6 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 with gr.Tabs(selected="seed") as tabs:
                     tabs_built = [(seed, seed.build(page))]
                     tabs_built += [(upscale, upscale.build(page, tabs_built[0][1].tab))]  # in the Seed tab
-                    tabs_built += [(history, history.build(page, tabs_built[0][1].tab))]  # so is the history
                     tabs_built += [(grid, grid.build(page)), (mix, mix.build(page))]
                     vq = vq_tab(page.spec0.region_resampling)  # VQ families: reconstruction and region re-sampling
                     page.tab_items["vq"] = vq.tab
