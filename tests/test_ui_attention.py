@@ -118,12 +118,18 @@ def test_query_in_the_link(backend):
     assert "attn_" not in url_for(page.ex, {"model": "tiny", "seed": 1, "attn_y": 4, "attn_x": 9, "tab": "seed"})
 
 
-def test_attention_endpoint(backend, sagan_path):
+def _launched(backend) -> tuple:
+    """The explorer app for ``backend``, serving on a free loopback port (the caller closes it)."""
     app = build_app(backend)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, url, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
+    return app, url
+
+
+def test_attention_endpoint(backend, sagan_path):
+    app, url = _launched(backend)
     try:
         client = gradio_client.Client(url, verbose=False)
         raw, shown, caption, params, status = client.predict(
@@ -148,11 +154,7 @@ def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
     from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, open_page, wait_new_image
     from tests.test_ui_browser import pixels as png_pixels
 
-    app = build_app(backend)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = launch(app, port=port, prevent_thread_lock=True, quiet=True)
+    app, url = _launched(backend)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
