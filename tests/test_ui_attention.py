@@ -118,6 +118,22 @@ def test_query_in_the_link(backend):
     assert "attn_" not in url_for(page.ex, {"model": "tiny", "seed": 1, "attn_y": 4, "attn_x": 9, "tab": "seed"})
 
 
+def test_a_link_with_a_query_draws_the_map_on_arrival(backend, sagan_path):
+    """The load event's part for the panel: a link naming attn_y/attn_x gets the map and caption, not only the boxes;
+    a link without them, or for a model without attention, draws nothing; a refused query says why."""
+    page = Page(backend)
+    out = attention.arrived(page, {"attn_y": 3, "attn_x": 11}, settings(page, attn_y=3, attn_x=11))
+    assert "[y 3, x 11]" in out["attn_caption"]
+    want = sample(ganserve.load(sagan_path), seeds=[5], attention={"query": [3, 11]}).images[0]
+    grey = np.repeat(want, 3, axis=2) if want.shape[2] == 1 else want
+    f = attention.scale(16)
+    np.testing.assert_array_equal(pixels(out["attn_image"]["value"])[f // 2 :: f, f // 2 :: f], grey)
+    assert attention.arrived(page, {"seed": 5}, settings(page)) == {}
+    assert attention.arrived(page, {"attn_y": 1}, {"model": "tiny", "seed": 1, "attn_y": 1, "attn_x": 0}) == {}
+    bad = attention.arrived(page, {"attn_y": 99}, settings(page, attn_y=99, attn_x=0))
+    assert "attn_image" not in bad and "attention.query: y must be" in bad["attn_caption"]
+
+
 def _launched(backend) -> tuple:
     """The explorer app for ``backend``, serving on a free loopback port (the caller closes it)."""
     app = build_app(backend)
@@ -149,7 +165,7 @@ def test_attention_endpoint(backend, sagan_path):
 @pytest.mark.slow
 def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
     """Headless Debian chromium: a click on the Seed image's cell [3, 11] fills the query boxes and shows that pixel's
-    map (the core's, enlarged, outlined), and the link then holds the query."""
+    map (the core's, enlarged, outlined), and the link then holds the query; a link with a query draws its map."""
     sync_api = pytest.importorskip("playwright.sync_api")
     from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, open_page, wait_new_image
     from tests.test_ui_browser import pixels as png_pixels
@@ -184,6 +200,13 @@ def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
             assert "[y 3, x 11]" in pg.locator("#attn-caption").inner_text()
             pg.wait_for_function("() => location.search.includes('attn_y=3')")
             assert "attn_x=11" in pg.evaluate("location.search")
+            # A link with a query pixel draws its map on arrival (not only the boxes).
+            open_page(pg, url + "?model=sagan-tiny&seed=2&attn_y=12&attn_x=1")
+            _, png = wait_new_image(pg, None, "#attn-image img")
+            want = sample(ganserve.load(sagan_path), seeds=[2], attention={"query": [12, 1]}).images[0]
+            grey = np.repeat(want, 3, axis=2) if want.shape[2] == 1 else want
+            np.testing.assert_array_equal(png_pixels(png)[f // 2 :: f, f // 2 :: f], grey)
+            assert "[y 12, x 1]" in pg.locator("#attn-caption").inner_text()
             browser.close()
     finally:
         app.close()

@@ -123,6 +123,19 @@ def render(page: Page, v: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def arrived(page: Page, wanted: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
+    """A link that names a query pixel (``attn_y`` / ``attn_x``) draws its map on arrival, not only fills the boxes:
+    the map's image and caption, keyed as OUT (the tab's render keeps the URL, params and status). A refused query
+    leaves the panel empty with its reason in the caption."""
+    if not ({"attn_y", "attn_x"} & set(wanted)) or not page.ex.spec(v.get("model")).has("attention"):
+        return {}
+    try:
+        r = render(page, v)
+    except (BackendError, ValueError) as e:
+        return {"attn_caption": f"Not drawn: {e}"}
+    return {k: r[k] for k in ("attn_image", "attn_caption")}
+
+
 # Gradio's image `select` assumes an image larger than its box is shown shrunk and one smaller at its natural size
 # (its scale is capped at 1), so on our enlarged, pixelated images its coordinates are wrong. The page's script
 # measures the click against the shown size instead and sends "y,x,height,width" in the file's pixels.

@@ -13,6 +13,7 @@ from ganserve.ui.backend import BackendError
 from ganserve.ui.controls import MAX_SLIDERS, ControlSpec
 from ganserve.ui.model_controls import _check_url_value, _edit_values, _int, _model_updates, _new_values, model_defaults
 from ganserve.ui.page import Page
+from ganserve.ui.panels import attention
 from ganserve.ui.restore import Restored, restore_from_png
 from ganserve.ui.widgets import _message
 
@@ -204,6 +205,7 @@ def wire_load(app: gr.Blocks, page: Page) -> None:
             gr.Warning("Some settings in the link were refused: " + "; ".join(errors), title="Link")
         try:
             out.update(page.shown(out["tab"], v))
+            out.update(attention.arrived(page, wanted, v))  # a query pixel in the link: its map, drawn
             out["status"] = "Opened from the link" + (f" ({len(errors)} settings refused)" if errors else "") + "."
         except (BackendError, ValueError) as e:
             out["status"] = f"⚠ {_message(e)}"
