@@ -36,15 +36,19 @@ _OUT = "seeds and output"
 Seeds = Annotated[
     list[int],
     Field(min_length=1),
-    FrontEnd(metavar="SEEDS", help="one image per seed: '0-15', '1,5,9' or mixes of both", group=_OUT, widget="text",
+    FrontEnd(metavar="SEEDS", label="Seeds",
+             help="one image per seed: '0-15', '1,5,9' or mixes of both", group=_OUT, widget="text",
              cli_default="0-15", excludes=("w", "project", "image"), parse=str, example="3,5-6"),
 ]  # fmt: skip
-Format = Annotated[Literal["png", "jpeg", "npy", "json"], FrontEnd(via="--out", example="x.jpg", group=_OUT)]
-Grid = Annotated[bool, FrontEnd(via="--out", example="x.png", group=_OUT)]
+Format = Annotated[
+    Literal["png", "jpeg", "npy", "json"], FrontEnd(via="--out", label="Format", example="x.jpg", group=_OUT)
+]
+Grid = Annotated[bool, FrontEnd(via="--out", label="Grid", example="x.png", group=_OUT)]
 GridCols = Annotated[
     int | None,
     Field(ge=1, le=64),
-    FrontEnd(flag="--cols", metavar="N", help="grid columns (default: the family's figure shape, else a square)",
+    FrontEnd(label="Grid columns",
+             flag="--cols", metavar="N", help="grid columns (default: the family's figure shape, else a square)",
              group=_OUT, widget="number", example="4"),
 ]  # fmt: skip
 
@@ -53,80 +57,92 @@ ClassId = Annotated[
     int | str | None,
     Field(description="class id or name; omitted: each image's class is its seed % the number of classes (BigGAN, "
                       "SAGAN, VQ-GAN, ViT-VQGAN), recorded in its params"),
-    FrontEnd(metavar="CLASS", group="classes", widget="dropdown", parse=fe.class_value, example="1"),
+    FrontEnd(label="Class", metavar="CLASS", group="classes", widget="dropdown", parse=fe.class_value, example="1"),
 ]  # fmt: skip
 Classes = Annotated[
     list[int | str] | None,
     Field(min_length=1, max_length=1024),
-    FrontEnd(metavar="CLASS,CLASS", help="one row of images per class (ids or names), seeds along each row",
+    FrontEnd(label="Classes",
+             metavar="CLASS,CLASS", help="one row of images per class (ids or names), seeds along each row",
              group="classes", widget="text", parse=fe.class_list, example="0,2"),
 ]  # fmt: skip
 ToClass = Annotated[  # interpolate.to_class
     int | str | None,
-    FrontEnd(metavar="CLASS", help="class interpolation: frames from the class to CLASS (with --interpolate for the "
+    FrontEnd(label="To class",
+             metavar="CLASS", help="class interpolation: frames from the class to CLASS (with --interpolate for the "
              "steps and a target seed)", group="classes", widget="dropdown", parse=fe.class_value, example="2"),
 ]  # fmt: skip
 
 # ---- latents --------------------------------------------------------------------------------------------------------
 Interpolation = Annotated[  # Interpolation[Interpolate], Interpolation[ClassInterpolate] ...
     T | None,
-    FrontEnd(metavar="TO_SEED[:STEPS[:w|z]]", help="frames from each seed to TO_SEED (STEPS frames, default 8; lerp "
+    FrontEnd(label="Interpolate to seed",
+             metavar="TO_SEED[:STEPS[:w|z]]", help="frames from each seed to TO_SEED (STEPS frames, default 8; lerp "
              "in w or slerp in z)", group="latents", widget="number", parse=fe.interpolate, example="9:4"),
 ]  # fmt: skip
 TruncationPsi = Annotated[  # the range is the family's: StyleGAN [-1, 2], BigGAN (0, 1]
     float,
-    FrontEnd(flag="--psi", aliases=("--trunc",), metavar="PSI", help="truncation psi (--trunc: StyleGAN2-ADA's "
+    FrontEnd(label="Truncation ψ",
+             flag="--psi", aliases=("--trunc",), metavar="PSI", help="truncation psi (--trunc: StyleGAN2-ADA's "
              "spelling)", group="latents", widget="slider", example="0.7"),
 ]  # fmt: skip
 TruncationCutoff = Annotated[
     int | None,
     Field(ge=0),
-    FrontEnd(flag="--cutoff", metavar="N", help="truncate only the first N ws", group="latents", widget="number",
+    FrontEnd(label="Truncation cutoff",
+             flag="--cutoff", metavar="N", help="truncate only the first N ws", group="latents", widget="number",
              example="2"),
 ]  # fmt: skip
 NoiseMode = Annotated[
     Literal["const", "random", "none"],
-    FrontEnd(help="per-layer noise inputs", group="latents", widget="dropdown", example="random"),
+    FrontEnd(label="Noise mode", help="per-layer noise inputs", group="latents", widget="dropdown", example="random"),
 ]
 LatentW = Annotated[  # its size bound is the family's (the latents store's limit)
     str | None,
-    FrontEnd(metavar="FILE.npy|ID", help="start from a latent (ganserve project's w.npy, or its id) instead of seeds",
+    FrontEnd(label="Start from a latent",
+             metavar="FILE.npy|ID", help="start from a latent (ganserve project's w.npy, or its id) instead of seeds",
              group="latents", widget="file", file="base64-or-text"),
 ]  # fmt: skip
 ProjectImage = Annotated[
     str | None,
-    FrontEnd(metavar="IMAGE", help="project this PNG/JPEG into W and render its w (instead of seeds)",
+    FrontEnd(label="Project an image",
+             metavar="IMAGE", help="project this PNG/JPEG into W and render its w (instead of seeds)",
              group="latents", widget="image", file="base64"),
 ]  # fmt: skip
 ProjectSteps = Annotated[
     int,
     Field(ge=1, le=1000),
-    FrontEnd(metavar="N", help="optimisation steps of --project", group="latents", widget="number",
+    FrontEnd(label="Projection steps",
+             metavar="N", help="optimisation steps of --project", group="latents", widget="number",
              requires=("project",), example="3"),
 ]  # fmt: skip
 
 # ---- style ----------------------------------------------------------------------------------------------------------
 StyleMixing = Annotated[  # StyleMixing[StyleMix]
     T | None,
-    FrontEnd(flag="--mix", metavar="SEEDS[:LAYERS]", help="copy the styles of the mixing SEEDS over LAYERS: "
+    FrontEnd(label="Style mixing",
+             flag="--mix", metavar="SEEDS[:LAYERS]", help="copy the styles of the mixing SEEDS over LAYERS: "
              "coarse|middle|fine|A-B (A and B inclusive; default fine)", group="style", widget="text",
              parse=fe.style_mix, example="7:coarse"),
 ]  # fmt: skip
 MixLayers = Annotated[  # style_mix.layers
     list[int] | Literal["coarse", "middle", "fine"] | str,
-    FrontEnd(flag="--styles", metavar="A-B", help="StyleGAN2-ADA's spelling: the layers A-B of --mix (inclusive)",
+    FrontEnd(label="Mixed layers",
+             flag="--styles", metavar="A-B", help="StyleGAN2-ADA's spelling: the layers A-B of --mix (inclusive)",
              group="style", requires=("style_mix",), example="0-2"),
 ]  # fmt: skip
 Edits = Annotated[  # Edits[Edit]
     list[T] | None,
     Field(max_length=16),
-    FrontEnd(flag="--edit", metavar="K:AMOUNT[:LAYERS]", help="move w along semantic direction K by AMOUNT stds (on "
+    FrontEnd(label="Semantic directions",
+             flag="--edit", metavar="K:AMOUNT[:LAYERS]", help="move w along semantic direction K by AMOUNT stds (on "
              "LAYERS: A-B or a group); repeatable", group="style", widget="slider", parse=fe.edit, repeat=True,
              example="0:1.5"),
 ]  # fmt: skip
 EditMethod = Annotated[  # edits.method
     Literal["sefa", "pca"],
-    FrontEnd(flag="--edit-method", help="how the --edit directions were found: sefa or pca", group="style",
+    FrontEnd(label="Method",
+             flag="--edit-method", help="how the --edit directions were found: sefa or pca", group="style",
              requires=("edits",), example="pca"),
 ]  # fmt: skip
 
@@ -134,27 +150,44 @@ EditMethod = Annotated[  # edits.method
 Temperature = Annotated[
     float,
     Field(ge=0.01, le=10.0, allow_inf_nan=False),
-    FrontEnd(metavar="T", help="prior sampling temperature", group="prior", widget="slider", example="0.9"),
+    FrontEnd(
+        label="Temperature",
+        metavar="T",
+        help="prior sampling temperature",
+        group="prior",
+        widget="slider",
+        example="0.9",
+    ),
 ]
 TopK = Annotated[
     int | None,
     Field(ge=1),
-    FrontEnd(metavar="K", help="sample among the K most likely codes", group="prior", widget="number", example="5"),
+    FrontEnd(
+        label="Top-k",
+        metavar="K",
+        help="sample among the K most likely codes",
+        group="prior",
+        widget="number",
+        example="5",
+    ),
 ]
 TopP = Annotated[
     float | None,
     Field(gt=0.0, le=1.0, allow_inf_nan=False),
-    FrontEnd(metavar="P", help="sample within the nucleus of probability P", group="prior", widget="slider",
+    FrontEnd(label="Top-p",
+             metavar="P", help="sample within the nucleus of probability P", group="prior", widget="slider",
              example="0.8"),
 ]  # fmt: skip
 SourceImage = Annotated[  # base64 PNG/JPEG, decoded by the sampler
     str | None,
-    FrontEnd(metavar="IMAGE", help="PNG/JPEG: reconstruct it, or with --keep the image whose codes are kept",
+    FrontEnd(label="Source image",
+             metavar="IMAGE", help="PNG/JPEG: reconstruct it, or with --keep the image whose codes are kept",
              group="prior", widget="image", file="base64"),
 ]  # fmt: skip
 KeepRegion = Annotated[  # KeepRegion[Keep]
     T | None,
-    FrontEnd(metavar="REGION", help="the codes of --image to keep (the rest are re-sampled): top-half, bottom-half, "
+    FrontEnd(label="Region kept",
+             metavar="REGION", help="the codes of --image to keep (the rest are re-sampled): top-half, bottom-half, "
              "left-half, right-half or box:x0,y0,x1,y1 (code units, x1 and y1 exclusive)", group="prior",
              widget="text", parse=fe.keep, requires=("image",), example="top-half"),
 ]  # fmt: skip

@@ -33,7 +33,8 @@ class FrontEnd:
     flag: str | None = None  # CLI spelling; None: "--" + the field's name with dashes
     aliases: tuple[str, ...] = ()  # other spellings that work too (StyleGAN2-ADA's --trunc, --styles ...)
     metavar: str | None = None
-    help: str = ""  # empty: the field's description
+    help: str = ""  # empty: the field's description (the UI's info text under the control)
+    label: str = ""  # the UI control's label; empty: the field's name, capitalised ("top_k" -> "Top k")
     group: str = "request"  # CLI argument group / UI section
     widget: str | None = None  # UI control: slider, number, dropdown, text, checkbox, image, file
     parse: Callable[[str], Any] | None = None  # CLI text -> JSON value (ValueError with a message); None: by type
@@ -67,6 +68,10 @@ class RequestField:
     @property
     def help(self) -> str:
         return self.hint.help or self.info.description or ""
+
+    @property
+    def label(self) -> str:
+        return self.hint.label or self.path.rsplit(".", 1)[-1].replace("_", " ").capitalize()
 
 
 # ---- CLI text syntaxes shared by front ends (each raises ValueError saying what it expects) -------------------------

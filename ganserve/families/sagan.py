@@ -34,7 +34,8 @@ class SAGANRequest(ConditionalRequest):
     # The declaration every front end reads: ganserve sample --attention Y,X (ganserve.front_end).
     attention: Annotated[
         AttentionQuery | None,
-        FrontEnd(metavar="Y,X", help="the self-attention map of pixel [Y, X] instead of the image", group="attention",
+        FrontEnd(metavar="Y,X", label="Self-attention",
+                 help="the self-attention map of pixel [Y, X] instead of the image", group="attention",
                  widget="image", parse=pixel, example="4,5"),
     ] = None  # fmt: skip
 

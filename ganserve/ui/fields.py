@@ -2,10 +2,11 @@
 
 A family declares a field with a front-end hint (``FrontEnd(widget="slider", help=...)``, see ``ganserve.front_end``);
 the page's panels present the fields they know how to (seeds, truncation, style mixing, classes ...: each panel's
-``FIELDS``), and every other top-level field with a scalar widget gets a control here: its label from its name, its
-range, default and choices from the family's JSON schema, its help from the hint. The control is shown while the
-model's schema has the field, and its value goes into every request the page makes (``request_values``). A new field
-in a family therefore needs no UI code.
+``FIELDS``), and every other field with a scalar widget gets a control here (a nested one too, ``foo.bar``, when its
+parent is not a panel's): its range, default and choices from the family's JSON schema, its label and help from the
+hint. The control is shown while the model's schema has the field, and its value goes into every request the page
+makes (``request_values``). A new field in a family therefore needs no UI code. The panels' own controls take their
+labels and info texts from the declaration too (``label_of``, ``help_of``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ganserve.front_end import GROUPS, request_fields
+from ganserve.front_end import GROUPS, RequestField, request_fields
 from ganserve.ui.controls import ControlSpec, _enum, _range
 
 PREFIX = "field:"  # the page's setting key of a generic field: "field:brightness"
@@ -69,8 +70,26 @@ def _kind(prop: dict[str, Any]) -> str | None:
     return None
 
 
-def _label(path: str) -> str:
-    return path.replace("_", " ").capitalize()
+def declared(path: str, request_models: Iterable[type] | None = None) -> RequestField | None:
+    """The declaration of the field at ``path`` ("truncation_psi", "edits.method") in the first family that has it
+    (one name is one declaration in every family: tests/test_fields.py), or None."""
+    for model in registered_request_models() if request_models is None else request_models:
+        for f in request_fields(model):
+            if f.path == path:
+                return f
+    return None
+
+
+def label_of(path: str) -> str:
+    """A built-in control's label: its field's declared label (``FrontEnd.label``), never written in UI code."""
+    f = declared(path)
+    return f.label if f is not None else path.replace("_", " ").capitalize()
+
+
+def help_of(path: str) -> str | None:
+    """A built-in control's info text: its field's declared help (None: none)."""
+    f = declared(path)
+    return (f.help or None) if f is not None else None
 
 
 def from_schema(field: Any, schema: dict[str, Any]) -> FieldControl | None:
@@ -93,7 +112,7 @@ def from_schema(field: Any, schema: dict[str, Any]) -> FieldControl | None:
         path=field.path,
         widget=widget,
         kind=kind,
-        label=_label(field.path),
+        label=field.label,
         help=field.help,
         group=field.hint.group,
         default=prop.get("default"),

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from ganserve.ui import fields
 from ganserve.ui.backend import BackendError
 from ganserve.ui.model_controls import url_for
 from ganserve.ui.page import Page
@@ -72,8 +73,8 @@ def attention_map(page: Page, v: dict[str, Any]) -> dict[str, Any]:
     the enlarged, marked picture (``shown``), its params, caption and status."""
     ex = page.ex
     y, x = query(page, v)
-    _, spec, fields = ex.common(v)
-    (pic,) = ex.generate(v.get("model"), {**ex.source(spec, v), **fields, "attention": {"query": [y, x]}})
+    _, spec, common = ex.common(v)
+    (pic,) = ex.generate(v.get("model"), {**ex.source(spec, v), **common, "attention": {"query": [y, x]}})
     (raw,) = ex.save([pic])
     factor = scale(pic.array().shape[0])
     shown = ex.save_array(f"attention-{y}-{x}-x{factor}.png", marked(pic.array(), y, x, factor), pic.params)
@@ -91,7 +92,7 @@ def build(page: Page) -> AttentionPanel:
     """The panel (call in the main column, under the tabs); shown for models that declare ``attention``."""
     top = max(page.info0.resolution - 1, 1) if page.info0 else 1
     with gr.Accordion(
-        "Self-attention", open=True, visible=page.spec0.has("attention"), elem_id="attention-panel"
+        fields.label_of("attention"), open=True, visible=page.spec0.has("attention"), elem_id="attention-panel"
     ) as group:
         gr.Markdown("Click a pixel of the Seed tab's image, or type its row and column, to see where it attends.")
         with gr.Row():

@@ -9,12 +9,14 @@ from typing import Any
 
 import gradio as gr
 
+from ganserve.ui import fields
 from ganserve.ui.actions import EDIT_RANGE
 from ganserve.ui.controls import ALL_LAYERS, MAX_SLIDERS
 from ganserve.ui.model_controls import _edit_layer_choices, _method_choices, _method_value
 from ganserve.ui.page import Page
 
 FIELDS = ("edits",)
+DECLARED = {"edit-method": "edits.method"}  # elem_id -> the field whose declared label and help the control shows
 
 
 @dataclass
@@ -34,7 +36,11 @@ def build(page: Page) -> Directions:
     ) as panel:
         with gr.Row():
             C["edit_method"] = gr.Radio(
-                _method_choices(spec0), value=_method_value(spec0), label="Method", elem_id="edit-method"
+                _method_choices(spec0),
+                value=_method_value(spec0),
+                label=fields.label_of("edits.method"),
+                info=fields.help_of("edits.method"),
+                elem_id="edit-method",
             )
             C["edit_layers"] = gr.Dropdown(
                 _edit_layer_choices(spec0), value=ALL_LAYERS, label="Layers edited", elem_id="edit-layers"

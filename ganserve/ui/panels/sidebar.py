@@ -13,6 +13,16 @@ from ganserve.ui.model_controls import PSI_STEP, TEMP_STEP, _model_text, _picker
 from ganserve.ui.page import Page
 
 FIELDS = ("w", "truncation_psi", "truncation_cutoff", "noise_mode", "class", "temperature", "top_k", "top_p")
+# Each control's elem_id -> the field it sets: its label and info text are that field's declared ones.
+DECLARED = {"w-source": "w", "psi": "truncation_psi", "cutoff": "truncation_cutoff", "noise": "noise_mode",
+            "class": "class", "temp": "temperature", "top-k": "top_k", "top-p": "top_p"}  # fmt: skip
+
+
+def _declared(elem_id: str, note: str = "") -> dict[str, Any]:
+    """label= and info= of the control ``elem_id`` from its field's declaration (``note``: what the page adds)."""
+    path = DECLARED[elem_id]
+    info = "; ".join(t for t in (fields.help_of(path), note) if t)
+    return {"label": fields.label_of(path), "info": info or None, "elem_id": elem_id}
 
 
 @dataclass
@@ -32,10 +42,9 @@ def build(page: Page) -> Sidebar:
         with gr.Group(visible=spec0.latent_source) as source_group:
             C["w"] = gr.Textbox(
                 "",
-                label="Start from a latent (a projection's w; empty: the seeds)",
+                **_declared("w-source", "a projection's w; empty: the seeds"),
                 placeholder="w:0123456789abcdef",
                 max_lines=1,
-                elem_id="w-source",
             )
             use_seeds = gr.Button("Use seeds", size="sm", elem_id="use-seeds")
         _latents(page)
@@ -43,11 +52,10 @@ def build(page: Page) -> Sidebar:
             C["temp"] = gr.Slider(
                 **_slider(spec0, "temperature", 0.01, 10, 1.0, TEMP_STEP),
                 step=TEMP_STEP,
-                label="Temperature",
-                elem_id="temp",
+                **_declared("temp"),
             )
-            C["top_k"] = gr.Number(0, precision=0, minimum=0, label="Top-k (0 = off)", elem_id="top-k")
-            C["top_p"] = gr.Slider(0.01, 1.0, value=1.0, step=0.01, label="Top-p (1 = off)", elem_id="top-p")
+            C["top_k"] = gr.Number(0, precision=0, minimum=0, **_declared("top-k", "0: off"))
+            C["top_p"] = gr.Slider(0.01, 1.0, value=1.0, step=0.01, **_declared("top-p", "1: off"))
         for c in page.extras:  # the declared fields no panel presents, in their groups' order
             C[c.key] = page.M[c.key] = fields.component(c, spec0.has(c.path))
         restore_file = gr.File(
@@ -71,8 +79,7 @@ def _latents(page: Page) -> None:
     C["psi"] = gr.Slider(
         **_slider(spec0, "truncation_psi", -1, 2, 1.0, PSI_STEP),
         step=PSI_STEP,
-        label="Truncation ψ",
-        elem_id="psi",
+        **_declared("psi"),
         visible=spec0.has("truncation_psi"),
     )
     C["cutoff"] = gr.Slider(
@@ -80,26 +87,22 @@ def _latents(page: Page) -> None:
         top,
         value=top,
         step=1,
-        elem_id="cutoff",
-        label="Truncation cutoff",
-        info="truncate the first N ws (max: all)",
+        **_declared("cutoff", "max: all"),
         visible=spec0.has("truncation_cutoff"),
     )
     C["noise"] = gr.Radio(
         list(spec0.choices.get("noise_mode", ("const",))),
         value="const",
-        label="Noise mode",
+        **_declared("noise"),
         visible=spec0.has("noise_mode"),
-        elem_id="noise",
     )
     # API callers may pick a class of any served model, not only of the one the page shows first.
     C["class"] = gr.Dropdown(
         _picker_choices(spec0),
         value=model_defaults(spec0)["class"],
-        label="Class",
+        **_declared("class"),
         visible=spec0.class_picker,
         allow_custom_value=True,
-        elem_id="class",
     )
     page.M.update(psi=C["psi"], cutoff=C["cutoff"], noise=C["noise"], **{"class": C["class"]})
 
