@@ -38,13 +38,14 @@ class Api:
         self.free.update({key: gr.Number(C[key].value, visible=False, label=C[key].label) for key in numbers})
         self.common = {name: self.free.get(key, C[key]) for name, key in COMMON_API.items()}
         # The generic fields by their request names (brightness=0.5), beside the shared settings.
-        self.common.update({c.path: self.free.get(c.key, C[c.key]) for c in page.extras})
+        self.common.update({c.api_name: self.free.get(c.key, C[c.key]) for c in page.extras})
         self.edits = {name: self.free.get(name, C[name]) for name in EDIT_API}
 
     def values(self, kw: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
         """Endpoint keywords -> the page's settings keys."""
-        extras = {c.path for c in self.page.extras}
-        return {rename.get(k, PREFIX + k if k in extras else COMMON_API.get(k, k)): val for k, val in kw.items()}
+        extras = {c.api_name: c.path for c in self.page.extras}  # glow_amount -> glow.amount
+        keys = {k: PREFIX + extras[k] if k in extras else COMMON_API.get(k, k) for k in kw}
+        return {rename.get(k, keys[k]): val for k, val in kw.items()}
 
     def endpoint(self, name: str, fn: Callable[..., Any], inputs: dict[str, Any], outputs: list[Any]) -> None:
         wrapped = _readable(fn)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ganserve.front_end import GROUPS, RequestField, request_fields
-from ganserve.ui.controls import ControlSpec, _enum, _range
+from ganserve.ui.controls import ControlSpec, _enum, _object_properties, _range
 
 PREFIX = "field:"  # the page's setting key of a generic field: "field:brightness"
 SCALAR_WIDGETS = ("slider", "number", "dropdown", "checkbox", "text")
@@ -43,6 +43,16 @@ class FieldControl:
     @property
     def key(self) -> str:
         return PREFIX + self.path
+
+    @property
+    def api_name(self) -> str:
+        """The API endpoints' keyword (``glow.amount`` -> ``glow_amount``: a dot is no Python name)."""
+        return self.path.replace(".", "_")
+
+    @property
+    def top(self) -> str:
+        """The top-level request field holding it (itself, or ``glow`` for ``glow.amount``)."""
+        return self.path.split(".", 1)[0]
 
     @property
     def step(self) -> float:
@@ -92,12 +102,23 @@ def help_of(path: str) -> str | None:
     return (f.help or None) if f is not None else None
 
 
+def schema_property(schema: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The JSON schema of the field at ``path``, a nested one (``glow.amount``) through its parent's $ref."""
+    top, _, sub = path.partition(".")
+    prop = schema.get("properties", {}).get(top)
+    if prop is None or not sub:
+        return prop
+    return _object_properties(schema, prop).get(sub)
+
+
 def from_schema(field: Any, schema: dict[str, Any]) -> FieldControl | None:
     """The control of one ``RequestField`` (``ganserve.front_end``) of a family whose JSON schema is ``schema``;
-    None when it is not a scalar field with a page widget."""
+    None when it is not a scalar field with a page widget (or one inside a list: ``edits.method`` sets every edit's)."""
     widget = field.hint.widget
-    prop = schema.get("properties", {}).get(field.path)
-    if widget not in SCALAR_WIDGETS or "." in field.path or field.hint.group == OWN_GROUP or prop is None:
+    if widget not in SCALAR_WIDGETS or field.in_list or field.hint.group == OWN_GROUP or field.path.count(".") > 1:
+        return None
+    prop = schema_property(schema, field.path)
+    if prop is None:
         return None
     kind = _kind(prop)
     if kind is None:
@@ -131,7 +152,8 @@ def collect(request_models: Iterable[type], claimed: Iterable[str]) -> list[Fiel
     for model in request_models:
         schema = model.model_json_schema(by_alias=True)
         for f in request_fields(model):
-            if f.path in claimed or f.path in out:
+            # A nested field of a panel's field is that panel's (interpolate.to_class: the Interpolation tab).
+            if f.path in claimed or f.path.split(".", 1)[0] in claimed or f.path in out:
                 continue
             control = from_schema(f, schema)
             if control is not None:
@@ -147,11 +169,16 @@ def registered_request_models() -> list[type]:
     return [fam.request for fam in loadable_families()]
 
 
+def elem_id(c: FieldControl) -> str:
+    """The control's element id: "field-brightness", "field-glow-amount" (no dot: CSS would read it as a class)."""
+    return "field-" + c.path.replace(".", "-")
+
+
 def component(c: FieldControl, visible: bool) -> Any:
     """The Gradio component for ``c``, shown when the first model has the field."""
     import gradio as gr  # here: the request side of this module (request_values) runs without Gradio
 
-    common = {"label": c.label, "info": c.help or None, "visible": visible, "elem_id": "field-" + c.path}
+    common = {"label": c.label, "info": c.help or None, "visible": visible, "elem_id": elem_id(c)}
     if c.widget == "slider":
         return gr.Slider(**c.bounds(), step=c.step, **common)
     if c.widget == "checkbox":
@@ -170,7 +197,7 @@ def field_updates(spec: ControlSpec, controls: Iterable[FieldControl], v: dict[s
 
     out: dict[str, Any] = {}
     for c in controls:
-        has = spec.has(c.path)
+        has = spec.has(c.top)
         upd: dict[str, Any] = {"visible": has}
         r = spec.ranges.get(c.path)
         if has and c.widget == "slider" and r is not None:
@@ -198,7 +225,11 @@ def url_kinds(controls: Iterable[FieldControl]) -> dict[str, str]:
 
 def url_values(spec: ControlSpec, v: dict[str, Any]) -> dict[str, Any]:
     """The generic fields the model has, keyed as in the page address."""
-    return {k[len(PREFIX) :]: val for k, val in v.items() if k.startswith(PREFIX) and spec.has(k[len(PREFIX) :])}
+    return {k[len(PREFIX) :]: val for k, val in v.items() if k.startswith(PREFIX) and _has(spec, k[len(PREFIX) :])}
+
+
+def _has(spec: ControlSpec, path: str) -> bool:
+    return spec.has(path.split(".", 1)[0])
 
 
 def defaults(spec: ControlSpec, controls: Iterable[FieldControl]) -> dict[str, Any]:
@@ -212,7 +243,7 @@ def defaults(spec: ControlSpec, controls: Iterable[FieldControl]) -> dict[str, A
 
 def checked(spec: ControlSpec, path: str, value: Any) -> Any:
     """A generic field's value from a link, checked against the model's bounds (ValueError when outside them)."""
-    if not spec.has(path):
+    if not _has(spec, path):
         raise ValueError("this model has no such field")
     r = spec.ranges.get(path)
     if r is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -233,9 +264,13 @@ def request_values(spec: ControlSpec, v: dict[str, Any]) -> dict[str, Any]:
         if not key.startswith(PREFIX) or value is None or value == "":
             continue
         path = key[len(PREFIX) :]
-        if not spec.has(path):
+        if not _has(spec, path):
             continue
         if isinstance(value, float) and value.is_integer() and spec.types.get(path) == "integer":
             value = int(value)
-        out[path] = value
+        top, _, sub = path.partition(".")
+        if sub:  # a nested field: into its parent object, beside the parent's other set fields
+            out.setdefault(top, {})[sub] = value
+        else:
+            out[path] = value
     return out

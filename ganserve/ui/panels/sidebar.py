@@ -57,7 +57,7 @@ def build(page: Page) -> Sidebar:
             C["top_k"] = gr.Number(0, precision=0, minimum=0, **_declared("top-k", "0: off"))
             C["top_p"] = gr.Slider(0.01, 1.0, value=1.0, step=0.01, **_declared("top-p", "1: off"))
         for c in page.extras:  # the declared fields no panel presents, in their groups' order
-            C[c.key] = page.M[c.key] = fields.component(c, spec0.has(c.path))
+            C[c.key] = page.M[c.key] = fields.component(c, spec0.has(c.top))
         restore_file = gr.File(
             label="Restore settings from a ganserve PNG (drop it here)",
             file_types=[".png"],
