@@ -51,73 +51,116 @@ VQ_CASES = [
 ]
 
 
-def _measure() -> dict:
+# The measurements, in parts that run in two interpreters side by side (the interpreter is single-threaded Python, so a
+# second process uses the second core); each part's rows keep their order within their key.
+PARTS = {
+    "modconv-float32": lambda out: _modconv_part(out, "float32"),
+    "modconv-float16": lambda out: _modconv_part(out, "float16"),
+    "modconv-bfloat16": lambda out: _modconv_part(out, "bfloat16"),
+    "tf32": lambda out: _tf32_part(out),
+    "vq": lambda out: _vq_part(out),
+    "tuning": lambda out: _tuning_part(out),
+    "generator": lambda out: _generator_part(out),
+}
+# balanced by measured CPU time (about 9-12 s each modconv dtype and vq, 3 s the generator and tuning, 1 s tf32)
+WORKERS = (("modconv-float16", "modconv-float32", "tuning", "tf32"), ("modconv-bfloat16", "vq", "generator"))
+
+
+def _measure(parts: list[str]) -> dict:
     """Runs in the subprocess, after TRITON_INTERPRET=1 is set."""
     import torch
 
-    import ganserve.kernels as K
-    from ganserve.kernels import candidates, dispatch, modconv_triton, reference, vq_triton
+    from ganserve.kernels import modconv_triton, vq_triton
+
+    out: dict = {"modconv": [], "epilogue": [], "vq": [], "padding": [], "ties": [], "generator": [], "tuning": []}
+    for part in parts:
+        torch.manual_seed(0)
+        PARTS[part](out)
+    out["interpreted"] = modconv_triton.INTERPRETED and vq_triton.INTERPRETED
+    out["launches"] = {"modconv": modconv_triton.launches, "vq": vq_triton.launches}
+    return out
+
+
+def _modconv_call(case, dtype):
+    import torch
+
+    from ganserve.kernels import candidates
     from ganserve.models.layers import setup_filter
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import make_tiny_generator
+    _, n, i, o, h, w, k, pad, up, demod, noise_kind, has_bias, act, clamp, _, _ = case
+    oh, ow = (h + 2 * pad - k + 1, w + 2 * pad - k + 1) if up == 1 else (2 * h, 2 * w)
+    noise = {"const": torch.randn(oh, ow), "per-sample": torch.randn(n, 1, oh, ow), None: None}[noise_kind]
+    return candidates.ModConvCall(
+        torch.randn(n, i, h, w).to(dtype), torch.randn(o, i, k, k) / math.sqrt(i * k * k),
+        torch.randn(n, i) * 0.5 + 1.0, noise, torch.randn(o) if has_bias else None,
+        setup_filter((1, 3, 3, 1)) if up > 1 else None, demod, pad, up, act or "linear",
+        math.sqrt(2) if act else 1.0, clamp,
+    )  # fmt: skip
 
-    torch.manual_seed(0)
-    fir = setup_filter((1, 3, 3, 1))
-    out: dict = {"modconv": [], "epilogue": [], "vq": [], "padding": [], "ties": [], "generator": [], "tuning": []}
 
-    def modconv_call(case, dtype):
-        _, n, i, o, h, w, k, pad, up, demod, noise_kind, has_bias, act, clamp, _, _ = case
-        oh, ow = (h + 2 * pad - k + 1, w + 2 * pad - k + 1) if up == 1 else (2 * h, 2 * w)
-        noise = {"const": torch.randn(oh, ow), "per-sample": torch.randn(n, 1, oh, ow), None: None}[noise_kind]
-        return candidates.ModConvCall(
-            torch.randn(n, i, h, w).to(dtype), torch.randn(o, i, k, k) / math.sqrt(i * k * k),
-            torch.randn(n, i) * 0.5 + 1.0, noise, torch.randn(o) if has_bias else None, fir if up > 1 else None,
-            demod, pad, up, act or "linear", math.sqrt(2) if act else 1.0, clamp,
-        )  # fmt: skip
+def _err(y, ref) -> dict:
+    return {"max_err": (y.float() - ref).abs().max().item(), "ref_scale": ref.abs().max().item(),
+            "nan": bool(y.isnan().any())}  # fmt: skip
 
-    def err(y, ref):
-        return {"max_err": (y.float() - ref).abs().max().item(), "ref_scale": ref.abs().max().item(),
-                "nan": bool(y.isnan().any())}  # fmt: skip
 
-    for dtype_name in DTYPES:
-        dtype = getattr(torch, dtype_name)
-        for case in MODCONV_CASES:
-            c = modconv_call(case, dtype)
-            ref = candidates.modconv_reference(c)
-            bm, bn, bk = case[-2]
-            poisoned = torch.full_like(ref, float("nan"), dtype=dtype)  # every element must be written
-            if case[-1]:
-                poisoned = poisoned.contiguous(memory_format=torch.channels_last)
-            y = modconv_triton.modulated_conv2d(*c, config=modconv_triton.Config(bm, bn, bk, 1, 1), out=poisoned)
-            shape_ok = tuple(y.shape) == tuple(ref.shape) and y.dtype == dtype
-            out["modconv"].append({"case": case[0], "dtype": dtype_name, "shape_ok": shape_ok, **err(y, ref)})
-        # the op itself (force_triton), stride 1 and up 2, through the public API
-        for case in (MODCONV_CASES[0], MODCONV_CASES[5]):
-            c = modconv_call(case, dtype)
-            with K.force_triton():
-                y = K.modulated_conv2d(
-                    c.x, c.weight, c.styles, demodulate=c.demodulate, padding=c.padding, noise=c.noise, bias=c.bias,
-                    activation=None if c.activation == "linear" else c.activation, clamp=c.clamp, up=c.up,
-                    resample_filter=c.resample_filter,
-                )  # fmt: skip
-            out["modconv"].append({"case": "op " + case[0], "dtype": dtype_name, "shape_ok": True,
-                                   **err(y, candidates.modconv_reference(c))})  # fmt: skip
-        # the hybrid path: a PyTorch convolution, then the Triton epilogue (channels-last and contiguous)
-        for case in (MODCONV_CASES[1], MODCONV_CASES[5]):
-            c = modconv_call(case, dtype)
-            ref = candidates.modconv_reference(c)
-            for fmt, layout in (("channels_last", torch.channels_last), ("contiguous", torch.contiguous_format)):
-                c2 = c._replace(x=c.x.contiguous(memory_format=layout))
-                y = candidates.torch_scale(c2, tepi=True, subpixel=c.up > 1)
-                out["epilogue"].append({"case": f"{case[0]} {fmt}", "dtype": dtype_name, **err(y, ref)})
-    # tf32 dots (fp32 operands on tensor cores): the interpreter rounds the operands like the hardware
+def _modconv_part(out: dict, dtype_name: str) -> None:
+    import torch
+
+    import ganserve.kernels as K
+    from ganserve.kernels import candidates, modconv_triton
+
+    dtype = getattr(torch, dtype_name)
+    for case in MODCONV_CASES:
+        c = _modconv_call(case, dtype)
+        ref = candidates.modconv_reference(c)
+        bm, bn, bk = case[-2]
+        poisoned = torch.full_like(ref, float("nan"), dtype=dtype)  # every element must be written
+        if case[-1]:
+            poisoned = poisoned.contiguous(memory_format=torch.channels_last)
+        y = modconv_triton.modulated_conv2d(*c, config=modconv_triton.Config(bm, bn, bk, 1, 1), out=poisoned)
+        shape_ok = tuple(y.shape) == tuple(ref.shape) and y.dtype == dtype
+        out["modconv"].append({"case": case[0], "dtype": dtype_name, "shape_ok": shape_ok, **_err(y, ref)})
+    # the op itself (force_triton), stride 1 and up 2, through the public API
+    for case in (MODCONV_CASES[0], MODCONV_CASES[5]):
+        c = _modconv_call(case, dtype)
+        with K.force_triton():
+            y = K.modulated_conv2d(
+                c.x, c.weight, c.styles, demodulate=c.demodulate, padding=c.padding, noise=c.noise, bias=c.bias,
+                activation=None if c.activation == "linear" else c.activation, clamp=c.clamp, up=c.up,
+                resample_filter=c.resample_filter,
+            )  # fmt: skip
+        out["modconv"].append({"case": "op " + case[0], "dtype": dtype_name, "shape_ok": True,
+                               **_err(y, candidates.modconv_reference(c))})  # fmt: skip
+    # the hybrid path: a PyTorch convolution, then the Triton epilogue (channels-last and contiguous)
+    for case in (MODCONV_CASES[1], MODCONV_CASES[5]):
+        c = _modconv_call(case, dtype)
+        ref = candidates.modconv_reference(c)
+        for fmt, layout in (("channels_last", torch.channels_last), ("contiguous", torch.contiguous_format)):
+            c2 = c._replace(x=c.x.contiguous(memory_format=layout))
+            y = candidates.torch_scale(c2, tepi=True, subpixel=c.up > 1)
+            out["epilogue"].append({"case": f"{case[0]} {fmt}", "dtype": dtype_name, **_err(y, ref)})
+
+
+def _tf32_part(out: dict) -> None:
+    """tf32 dots (fp32 operands on tensor cores): the interpreter rounds the operands like the hardware."""
+    import torch
+
+    import ganserve.kernels as K
+    from ganserve.kernels import candidates, modconv_triton
+
     K.set_precision("tf32")
-    c = modconv_call(MODCONV_CASES[0], torch.float32)
+    c = _modconv_call(MODCONV_CASES[0], torch.float32)
     y = modconv_triton.modulated_conv2d(*c, config=modconv_triton.INTERPRETER_CONFIG)
     out["modconv"].append({"case": "3x3 tf32", "dtype": "float32-tf32", "shape_ok": True,
-                           **err(y, candidates.modconv_reference(c))})  # fmt: skip
+                           **_err(y, candidates.modconv_reference(c))})  # fmt: skip
     K.set_precision(None)
+
+
+def _vq_part(out: dict) -> None:
+    import torch
+
+    import ganserve.kernels as K
+    from ganserve.kernels import candidates, reference
 
     for dtype_name in DTYPES:
         dtype = getattr(torch, dtype_name)
@@ -154,15 +197,23 @@ def _measure() -> dict:
     for splits in (1, 3):
         idx = candidates.triton_vq(z, cb, "l2", "16x32xDw1s1", splits)
         out["ties"].append({"splits": splits, "indices": idx.tolist()})
-    # Tuning with every candidate, Triton configurations included (the big GPU tiles too), on an odd shape: each must
-    # agree with the reference (none rejected), and the fake-fastest wins.
+
+
+def _tuning_part(out: dict) -> None:
+    """Tuning with every candidate, Triton configurations included (the big GPU tiles too), on an odd shape: each must
+    agree with the reference (none rejected), and the fake-fastest wins."""
     import tempfile
+
+    import torch
+
+    import ganserve.kernels as K
+    from ganserve.kernels import candidates, dispatch
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[dispatch.CACHE_ENV] = tmp
         dispatch.forget()
         for case, dtype in ((MODCONV_CASES[1], torch.float16), (MODCONV_CASES[6], torch.float32)):
-            c = modconv_call(case, dtype)
+            c = _modconv_call(case, dtype)
             with K.force_triton():
                 names = list(candidates.modconv_candidates(c))
                 fake = {n: (0.5 if n == names[-1] else 1.0 + i) for i, n in enumerate(names)}
@@ -170,7 +221,7 @@ def _measure() -> dict:
                     y = candidates.run_modconv(c)
             entry = dispatch.table("cpu").get(candidates.modconv_key(c))
             out["tuning"].append({"op": "modconv", "case": case[0], "candidates": names, "entry": entry,
-                                  **err(y, candidates.modconv_reference(c))})  # fmt: skip
+                                  **_err(y, candidates.modconv_reference(c))})  # fmt: skip
         for dtype in (torch.float32, torch.bfloat16):
             z, cb = torch.randn(37, 20).to(dtype), torch.randn(300, 20).to(dtype)
             with K.force_triton():
@@ -180,8 +231,19 @@ def _measure() -> dict:
                     candidates.run_vq(z, cb, "l2")
             out["tuning"].append({"op": "vq", "case": str(dtype), "candidates": names,
                                   "entry": dispatch.table("cpu").get(candidates.vq_key(z, cb, "l2"))})  # fmt: skip
-    # The whole (tiny) generator with the kernels on and off.
-    G = make_tiny_generator()
+
+
+def _generator_part(out: dict) -> None:
+    """The whole (tiny) generator with the kernels on and off, at 8x8: every layer kind (const, conv, up-conv, toRGB,
+    skip upsampling) runs, with a fraction of the 16x16, 32-channel generator's interpreted work."""
+    import torch
+
+    import ganserve.kernels as K
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_tiny_generator
+
+    G = make_tiny_generator(resolution=8, channel_max=16)
     for batch in (1, 2):
         zl = torch.randn(batch, G.config.z_dim)
         with torch.no_grad():
@@ -190,10 +252,6 @@ def _measure() -> dict:
             with K.force_triton():
                 img = G(zl, None)
         out["generator"].append({"batch": batch, "max_err": (img - ref).abs().max().item()})
-
-    out["interpreted"] = modconv_triton.INTERPRETED and vq_triton.INTERPRETED
-    out["launches"] = {"modconv": modconv_triton.launches, "vq": vq_triton.launches}
-    return out
 
 
 def _all_distances(z, cb, metric):
@@ -208,11 +266,21 @@ def _all_distances(z, cb, metric):
 def measured() -> dict:
     env = {**os.environ, "TRITON_INTERPRET": "1", "GANSERVE_KERNELS": "1"}
     env.pop("GANSERVE_KERNELS_PRECISION", None)
-    proc = subprocess.run(
-        [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=500, cwd=Path(__file__).parent
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    procs = [
+        subprocess.Popen([sys.executable, __file__, *parts], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=Path(__file__).parent)
+        for parts in WORKERS
+    ]  # fmt: skip
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=500)
+        assert proc.returncode == 0, stderr[-4000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert sorted(p for parts in WORKERS for p in parts) == sorted(PARTS)  # every part runs, once
+    merged = {key: [row for r in results for row in r[key]] for key in results[0] if isinstance(results[0][key], list)}
+    merged["interpreted"] = all(r["interpreted"] for r in results)
+    merged["launches"] = {op: sum(r["launches"][op] for r in results) for op in ("modconv", "vq")}
+    return merged
 
 
 def test_the_triton_code_ran_under_the_interpreter(measured):
@@ -286,4 +354,4 @@ def test_generator_agrees_with_kernels_on_and_off(measured):
 if __name__ == "__main__":
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("run through pytest, or with TRITON_INTERPRET=1 set")
-    print(json.dumps(_measure()))
+    print(json.dumps(_measure(sys.argv[1:])))
