@@ -79,7 +79,10 @@ class StyleGAN2Exporter(Exporter):
         ]  # fmt: skip
 
     def manifest(self, model: nn.Module) -> dict[str, Any]:
-        return {"num_ws": model.num_ws, "noise_shapes": [list(s) for s in model.synthesis.noise_shapes()]}
+        # The directions' names travel beside their tensors (directions_constants), measured on the eager model.
+        names = {m: directions.get(model, m).names for m in directions.METHODS}
+        return {"num_ws": model.num_ws, "noise_shapes": [list(s) for s in model.synthesis.noise_shapes()],
+                "direction_names": names}  # fmt: skip
 
     def constants(self, model: nn.Module) -> dict[str, torch.Tensor]:
         layers = [m for m in model.synthesis.modules() if hasattr(m, "noise_const")]
@@ -111,10 +114,16 @@ def directions_constants(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_directions(constants: dict[str, torch.Tensor]) -> dict[str, Directions]:
-    """The directions an export carries (none in an export made before they shipped)."""
+def read_directions(
+    constants: dict[str, torch.Tensor], names: dict[str, list[str]] | None = None
+) -> dict[str, Directions]:
+    """The directions an export carries (none in an export made before they shipped), named as the manifest's
+    ``direction_names`` (an older export without them: "direction K")."""
     methods = {k.split(".")[1] for k in constants if k.startswith("directions.")}
-    return {m: Directions(m, *(constants[f"directions.{m}.{f}"] for f in _DIRECTION_FIELDS)) for m in sorted(methods)}
+    return {
+        m: Directions(m, *(constants[f"directions.{m}.{f}"] for f in _DIRECTION_FIELDS), list((names or {}).get(m, [])))
+        for m in sorted(methods)
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -196,7 +205,7 @@ class ExportedStyleGAN2(ExportedModel):
         self.mapping = _ExportedMapping(runners["mapping"], constants["w_avg"], self.num_ws, bool(self.config.c_dim))
         self.synthesis = _ExportedSynthesis(runners["synthesis"], noise, self.config.resolution,
                                             self.config.img_channels)  # fmt: skip
-        self.shipped_directions = read_directions(constants)
+        self.shipped_directions = read_directions(constants, manifest.get("direction_names"))
         self.finish(device)
 
     def forward(

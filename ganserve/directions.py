@@ -10,7 +10,8 @@ Two methods, as their papers define them:
 Every direction is a unit vector in W with the standard deviation of sampled ws along it, so an edit's ``amount`` is
 in units of that std for both methods. A family supports edits by giving its sampler ``style_weights(model, layers)``
 (SeFa) and ``sample_ws(model, n)`` (PCA). Results are cached in memory on the model and on disk in the user's cache
-folder (``cache_dir``), keyed by the checkpoint's name and content hash.
+folder (``cache_dir``), keyed by the checkpoint's name and content hash. Each direction also has a name saying what
+it changes, measured once when the directions are found and cached with them (``ganserve.direction_names``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ganserve import direction_names
 from ganserve.checkpoint import CheckpointError, read_tensors, save_tensors
 
 METHODS = ("sefa", "pca")
@@ -38,9 +40,15 @@ class Directions:
     vectors: torch.Tensor  # [K, w_dim] unit vectors, most important first
     stds: torch.Tensor  # [K] std of sampled ws along each vector
     strengths: torch.Tensor  # [K] eigenvalues (SeFa: of A^T A; PCA: variances)
+    names: list[str] = field(default_factory=list)  # what each changes ("darker"); empty: not named yet
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
+
+    def name(self, k: int) -> str:
+        from ganserve.direction_names import fallback
+
+        return self.names[k] if k < len(self.names) else fallback(k)
 
 
 def sefa(weights: list[torch.Tensor], count: int = DEFAULT_COUNT) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,17 +119,36 @@ def get(model: nn.Module, method: str = "sefa") -> Directions:
         return memo[method]
     path = cache_path(model, method)
     found = _read(path, method)
+    fresh = found is None
     if found is None:
         found = compute(model, method)
-        with contextlib.suppress(OSError):  # a read-only cache only costs recomputation
-            save_tensors(path, {"vectors": found.vectors, "stds": found.stds, "strengths": found.strengths},
-                         {"family": model.family, "kind": "directions", "config": {"method": method}})  # fmt: skip
-            prefix = path.name.rsplit("-", 1)[0]  # "<model>.<method>": the digest has no dash
-            for stale in path.parent.glob(f"{glob.escape(prefix)}-*.directions.safetensors"):
-                if stale != path:  # directions of an earlier version of this checkpoint
-                    stale.unlink()
-    memo[method] = found
-    return found
+    memo[method] = found  # first: naming renders edits along these very directions
+    if not found.names:
+        try:
+            found.names = direction_names.measured(model, method, len(found))
+        except BaseException:
+            memo.pop(method, None)
+            raise
+        _save(model, path, found, method, fresh)
+    memo[method] = replace(found, names=direction_names.overridden(found.names, _info(model), method))
+    return memo[method]
+
+
+def _info(model: nn.Module) -> dict[str, Any]:
+    return getattr(model, "checkpoint_info", None) or {}
+
+
+def _save(model: nn.Module, path: Path, found: Directions, method: str, fresh: bool) -> None:
+    config = {"method": method, "names": found.names, "naming": direction_names.VERSION}
+    with contextlib.suppress(OSError):  # a read-only cache only costs recomputation
+        save_tensors(path, {"vectors": found.vectors, "stds": found.stds, "strengths": found.strengths},
+                     {"family": model.family, "kind": "directions", "config": config})  # fmt: skip
+        if not fresh:
+            return
+        prefix = path.name.rsplit("-", 1)[0]  # "<model>.<method>": the digest has no dash
+        for stale in path.parent.glob(f"{glob.escape(prefix)}-*.directions.safetensors"):
+            if stale != path:  # directions of an earlier version of this checkpoint
+                stale.unlink()
 
 
 def _read(path: Path, method: str) -> Directions | None:
@@ -133,9 +160,21 @@ def _read(path: Path, method: str) -> Directions | None:
         return None  # a damaged cache file is recomputed and replaced
     if meta.get("kind") != "directions" or meta["config"].get("method") != method:
         return None
-    return Directions(method, tensors["vectors"], tensors["stds"], tensors["strengths"])
+    names = meta["config"].get("names")
+    if meta["config"].get("naming") != direction_names.VERSION or not isinstance(names, list):
+        names = []  # named by other rules, or before names: named again, the vectors kept
+    return Directions(method, tensors["vectors"], tensors["stds"], tensors["strengths"], [str(n) for n in names])
 
 
 def describe(model: nn.Module) -> dict[str, Any]:
-    """What the UI shows: the methods and how many directions each offers."""
-    return {"methods": list(METHODS), "count": DEFAULT_COUNT}
+    """What the UI and the API's model description show: the methods, how many directions each offers, and their
+    names by method (those the model has: an export made without directions has none)."""
+    from ganserve.requests import RequestError
+    from ganserve.surface import latent_directions
+
+    names = {}
+    for method in METHODS:
+        with contextlib.suppress(RequestError):
+            found = latent_directions(model, method, "edits.method")
+            names[method] = [found.name(k) for k in range(len(found))]
+    return {"methods": list(METHODS), "count": DEFAULT_COUNT, "names": names}

@@ -97,7 +97,10 @@ def test_directions_are_cached_on_disk_and_a_damaged_cache_is_recomputed(model, 
 def test_directions_are_described(model):
     from ganserve.sampling import describe
 
-    assert describe(model)["directions"] == {"methods": ["sefa", "pca"], "count": directions.DEFAULT_COUNT}
+    described = describe(model)["directions"]
+    names = described.pop("names")
+    assert described == {"methods": ["sefa", "pca"], "count": directions.DEFAULT_COUNT}
+    assert names == {m: directions.get(model, m).names for m in directions.METHODS}  # tests/test_direction_names.py
 
 
 def test_cli_edits(tiny_models_dir, tmp_path, monkeypatch):

@@ -43,6 +43,7 @@ class ControlSpec:
     layer_groups: dict[str, list[int]] = field(default_factory=dict)  # the model's named groups, inclusive ranges
     direction_methods: tuple[str, ...] = ()  # semantic-direction methods the model offers ([] : no edits)
     direction_count: int = 0
+    direction_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # method -> what each direction changes
     class_from_seed: bool = False  # the picker may offer "from the seed" (no class sent)
     types: dict[str, str] = field(default_factory=dict)  # JSON type of each scalar field (number, integer ...)
 
@@ -66,8 +67,10 @@ class ControlSpec:
             groups = default_layer_groups(info.num_ws)
         methods = tuple(str(m) for m in info.directions.get("methods", ())) if "edits" in props else ()
         count = int(info.directions.get("count", 0) or 0) if methods else 0
+        given = info.directions.get("names") if methods else None
+        names = {str(m): tuple(str(n) for n in ns) for m, ns in (given or {}).items() if isinstance(ns, list)}
         return cls(frozenset(props), ranges, choices, tuple(info.classes), info.num_ws, sub, groups, methods, count,
-                   class_from_seed=info.class_from_seed and "class" in props, types=types)  # fmt: skip
+                   names, class_from_seed=info.class_from_seed and "class" in props, types=types)  # fmt: skip
 
     def has(self, name: str) -> bool:
         return name in self.fields
@@ -94,6 +97,17 @@ class ControlSpec:
     def edits(self) -> bool:
         """Semantic-direction sliders: the schema has ``edits`` and the model's description lists directions."""
         return bool(self.direction_methods) and self.direction_count > 0
+
+    def direction_name(self, method: str | None, k: int) -> str:
+        """What direction ``k`` by ``method`` changes ("darker"), as the model's description names it; "direction k"
+        when it names none (a server from before names)."""
+        names = self.direction_names.get(str(method), ())
+        return names[k] if 0 <= k < len(names) else f"direction {k}"
+
+    def direction_label(self, method: str | None, k: int) -> str:
+        """A direction slider's label: its number and name ("0: darker"; "Direction 3" when it has no name)."""
+        name = self.direction_name(method, k)
+        return f"Direction {k}" if name == f"direction {k}" else f"{k}: {name}"
 
     @property
     def latent_source(self) -> bool:

@@ -205,6 +205,8 @@ class Page:
             log.debug("strips not made: %s", e)
             return gr.skip()
         out: dict[Any, Any] = {self.strips_key: key}
+        method = v.get("edit_method")
         for k, path in enumerate(r["strips"]):
-            out[self.strips[k]] = gr.update(value=path, alt_text=f"Direction {k} at −3 … +3 stds: {r['status']}")
+            label = spec.direction_label(method, k)
+            out[self.strips[k]] = gr.update(value=path, alt_text=f"{label}, at −3 … +3 stds: {r['status']}")
         return out

@@ -1,6 +1,7 @@
 """The semantic directions panel (SeFa / PCA): sliders that move every tab's images along the model's main
 directions, each beside a strip of the current seed at −3 … +3 along it alone (a click on the strip sets the
-slider: ``assets.py``, since Gradio's select reports no position on an enlarged image)."""
+slider: ``assets.py``, since Gradio's select reports no position on an enlarged image). Each slider is labelled with
+what its direction changes ("0: darker"), the name the model's description gives (``ganserve.direction_names``)."""
 
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ def build(page: Page) -> Directions:
         )
         for k in range(MAX_SLIDERS):
             with gr.Row(visible=k < spec0.direction_count, elem_classes="gs-direction-row") as row:
+                label = spec0.direction_label(_method_value(spec0), k)
                 C[f"edit_{k}"] = gr.Slider(
-                    *EDIT_RANGE, value=0, step=0.1, label=f"Direction {k}", elem_id=f"edit-{k}", scale=1, min_width=200
+                    *EDIT_RANGE, value=0, step=0.1, label=label, elem_id=f"edit-{k}", scale=1, min_width=200
                 )
                 page.strips.append(
                     gr.Image(
@@ -69,7 +71,7 @@ def build(page: Page) -> Directions:
                         show_label=False,
                         interactive=False,
                         buttons=[],
-                        alt_text=f"Direction {k}: the seed at −3 … +3",
+                        alt_text=f"{label}: the seed at −3 … +3",
                         elem_id=f"strip-{k}",
                         scale=2,
                         elem_classes=["gs-int", "gs-strip", "gs-pixelated"],
@@ -118,3 +120,20 @@ def wire(page: Page, p: Directions) -> None:
         show_progress_on=page.strips,
     )
     p.panel.collapse(lambda: False, None, page.panel_open, queue=False, api_visibility="private")
+    # Each slider is labelled with its direction's name, which depends on the model and the method.
+    label_inputs, label_outputs = [C["model"], C["edit_method"]], [C[f"edit_{k}"] for k in range(MAX_SLIDERS)]
+    for trigger in (C["model"].change, C["edit_method"].change, page.loaded.change):
+        trigger(labels(page), label_inputs, label_outputs, queue=False, api_visibility="private")
+
+
+def labels(page: Page) -> Any:
+    """(model, method) -> each direction slider's label (its name); nothing changes for an unknown model."""
+
+    def update(model: Any, method: Any) -> tuple:
+        try:
+            spec = page.ex.spec(model)
+        except Exception:
+            return tuple(gr.skip() for _ in range(MAX_SLIDERS))
+        return tuple(gr.update(label=spec.direction_label(method, k)) for k in range(MAX_SLIDERS))
+
+    return update
