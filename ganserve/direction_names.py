@@ -127,8 +127,12 @@ def measured(model: nn.Module, method: str, count: int) -> list[str]:
     classify = _classifier(model)
     measured_k = range(min(count, NAMED))
     edits = [{"direction": k, "amount": s * AMOUNT, "method": method} for k in measured_k for s in (-1.0, 1.0)]
+    # A class-conditional model draws each seed in a class of its own (seed % classes), the same at both ends.
+    c_dim = int(getattr(getattr(model, "config", None), "c_dim", 0) or 0)
+    by_seed = [{"seeds": [s], "class": s % c_dim} for s in SEEDS] if c_dim else [{"seeds": list(SEEDS)}]
     # One render of every end (the sampler batches the plans): 2 x NAMED x len(SEEDS) images.
-    ends = render(model, [plan(model, seeds=list(SEEDS), edits=[e]) for e in edits])
+    rendered = render(model, [plan(model, **req, edits=[e]) for e in edits for req in by_seed])
+    ends = [np.concatenate(rendered[i : i + len(by_seed)]) for i in range(0, len(rendered), len(by_seed))]
     names = [name_from_ends(ends[2 * k], ends[2 * k + 1], classify) for k in measured_k]
     return unique([(names[k] if k < len(names) else None) or fallback(k) for k in range(count)])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,9 @@ from torch import nn
 
 from ganserve import direction_names
 from ganserve.checkpoint import CheckpointError, read_tensors, save_tensors
+from ganserve.requests import RequestError
 
+log = logging.getLogger("ganserve.directions")
 METHODS = ("sefa", "pca")
 PCA_SAMPLES = 10_000
 DEFAULT_COUNT = 32
@@ -126,6 +129,9 @@ def get(model: nn.Module, method: str = "sefa") -> Directions:
     if not found.names:
         try:
             found.names = direction_names.measured(model, method, len(found))
+        except RequestError as e:  # a model the fixed probe cannot render: unnamed, its edits still work
+            log.warning("directions of %s not named: %s", getattr(model, "name", model.family), e)
+            found.names = [direction_names.fallback(k) for k in range(len(found))]
         except BaseException:
             memo.pop(method, None)
             raise
@@ -169,7 +175,6 @@ def _read(path: Path, method: str) -> Directions | None:
 def describe(model: nn.Module) -> dict[str, Any]:
     """What the UI and the API's model description show: the methods, how many directions each offers, and their
     names by method (those the model has: an export made without directions has none)."""
-    from ganserve.requests import RequestError
     from ganserve.surface import latent_directions
 
     names = {}

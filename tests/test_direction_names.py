@@ -88,6 +88,11 @@ def test_a_models_names_are_deterministic_cached_and_described(tiny_path, cache,
     assert desc["names"]["sefa"] == first.names and len(desc["names"]["pca"]) == directions.DEFAULT_COUNT
 
 
+def test_a_class_conditional_model_is_named_class_by_seed(tiny_models_dir, cache):
+    names = directions.get(ganserve.load(tiny_models_dir / "tiny-cond.safetensors"), "sefa").names
+    assert len(names) == directions.DEFAULT_COUNT and any(not n.startswith("direction") for n in names)
+
+
 def test_the_checkpoints_override_wins(tmp_path, cache):
     path = tmp_path / "named.safetensors"
     ganserve.save_generator(path, make_tiny_generator(), dataset="random",
