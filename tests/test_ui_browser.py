@@ -259,6 +259,28 @@ def test_live_controls_collapse_to_the_latest(page, app_url, models):
     _, png = shown_png(page)
     want = sample(models["tiny"], seeds=[15], truncation_psi=0.3, truncation_cutoff=2)
     np.testing.assert_array_equal(pixels(png), want.images[0])
+    # Live preview: a drag renders while the button is still down (a release is only the pointerup).
+    box = page.locator("#psi input[type=range]").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.9, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
+    page.wait_for_function(
+        "() => { const m = (document.querySelector('#image img')?.alt || '').match(/ψ (-?[0-9.]+)/);"
+        " return m && m[1] !== '0.3'; }"
+    )
+    page.mouse.up()
+    final = float(page.locator("#psi input[type=number]").input_value())
+    page.wait_for_function("a => (document.querySelector('#image img')?.alt || '').endsWith(a)", arg=f"ψ {final:g}")
+    assert page.locator("#history-strip .thumbnail-item").count() >= 2  # the renders made here, newest first
+    # Thumbnails, not a lone render as wide as the tab (which pushed the panels below it out of reach).
+    assert page.locator("#history-strip .thumbnail-item img").first.bounding_box()["height"] <= 128
+    # A and B: two renders of the history, side by side in the slider.
+    for mode, k in (("Show as A", 1), ("Show as B", 0)):
+        page.locator("#history-mode label", has_text=mode).click()
+        page.locator("#history-strip .thumbnail-item").nth(k).click()
+    page.locator("#history-compare img").nth(1).wait_for()
+    assert "A: seed 15 · ψ 0.3" in page.locator("#history-compare").inner_text()
 
 
 def test_bad_inputs_are_refused_not_clamped(page, app_url):
@@ -331,7 +353,7 @@ def test_direction_sliders_and_strips(page, app_url, models):
     np.testing.assert_array_equal(pixels(page.request.get(first_thumb).body()), want.images[0])
     page.get_by_role("tab", name="Seed", exact=True).click()
     # PCA, on the coarse layers only.
-    page.locator("#edit-method").get_by_text("PCA").click()
+    page.locator("#edit-method").get_by_text("PCA", exact=True).click()
     src, png = wait_new_image(page, src)
     want = sample(G, seeds=[4], edits=[{"direction": 2, "amount": 2.0, "method": "pca"}])
     np.testing.assert_array_equal(pixels(png), want.images[0])

@@ -53,6 +53,7 @@ from ganserve.ui.panels import (
     browse,
     directions,
     grid,
+    history,
     interp,
     lifecycle,
     mix,
@@ -92,6 +93,7 @@ def build_app(backend: Backend, title: str = TITLE) -> gr.Blocks:
                 with gr.Tabs(selected="seed") as tabs:
                     tabs_built = [(seed, seed.build(page))]
                     tabs_built += [(upscale, upscale.build(page, tabs_built[0][1].tab))]  # in the Seed tab
+                    tabs_built += [(history, history.build(page, tabs_built[0][1].tab))]  # so is the history
                     tabs_built += [(grid, grid.build(page)), (mix, mix.build(page))]
                     vq = vq_tab(page.spec0.region_resampling)  # VQ families: reconstruction and region re-sampling
                     page.tab_items["vq"] = vq.tab
@@ -164,7 +166,7 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kwargs: 
         share=False,
         ssr_mode=False,
         theme=THEME,
-        css=CSS,
+        css=CSS + history.CSS,
         head=head(),
         footer_links=["api"],
         allowed_paths=allowed,

@@ -117,6 +117,24 @@ def restore_from_params(params: dict[str, Any]) -> Restored:
     return r
 
 
+def declared_values(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The recorded values of declared fields (``defaults``: path -> the field's default, ``brightness`` or nested
+    ``glow.amount``) in one image's parameters. A field the image does not record (a nested field whose parent was
+    left out) was rendered at its default, so it restores to it; one with no default is left out."""
+    first = params["grid"][0] if isinstance(params.get("grid"), list) and params["grid"] else params
+    out: dict[str, Any] = {}
+    for path, default in defaults.items():
+        top, _, sub = path.partition(".")
+        value = first.get(top)
+        if sub:
+            value = value.get(sub) if isinstance(value, dict) else None
+        if value is None:
+            value = default
+        if value is not None:
+            out[path] = value
+    return out
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

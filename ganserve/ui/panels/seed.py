@@ -10,7 +10,10 @@ from typing import Any
 import gradio as gr
 
 from ganserve.requests import MAX_SEED
+from ganserve.ui.controls import MAX_SLIDERS
+from ganserve.ui.model_controls import url_for
 from ganserve.ui.page import Page
+from ganserve.ui.panels import history
 from ganserve.ui.widgets import _out_image
 
 FIELDS = ("seeds", "image", "keep")
@@ -52,9 +55,30 @@ def build(page: Page) -> SeedTab:
     return SeedTab(tab, image, rand_btn, gen_btn)
 
 
-def render(page: Page, v: dict[str, Any]) -> dict[str, Any]:
+def render(page: Page, v: dict[str, Any], record: bool = True) -> dict[str, Any]:
+    """The Seed tab's image for ``v``; ``record``: add it to the history (when the page has one)."""
     r = page.ex.seed_image(v)
-    return {"image": gr.update(value=r["image"], alt_text=r["alt"]), "params": r["params"], "status": r["status"]}
+    out = {"image": gr.update(value=r["image"], alt_text=r["alt"]), "params": r["params"], "status": r["status"]}
+    if record and "history" in page.OUT:
+        out.update(history.recorded(v.get("history"), r["image"], r["params"]))
+    return out
+
+
+def live_sliders(page: Page) -> list[Any]:
+    """The sliders whose drag re-renders the Seed tab as they move: ψ, cutoff, the direction amounts and the
+    declared fields shown as sliders."""
+    C = page.C
+    keys = ["psi", "cutoff", *(f"edit_{k}" for k in range(MAX_SLIDERS))]
+    keys += [c.key for c in page.extras if c.widget == "slider"]
+    return [C[k] for k in keys if k in C]
+
+
+def live(page: Page, v: dict[str, Any]) -> dict[str, Any]:
+    """A preview while a slider moves: the Seed tab only (a grid or a figure per pixel of drag would be too slow;
+    their tabs render on release). Not recorded as a render of its own: the release that ends the drag is."""
+    if v.get("tab") != "seed":
+        return {}
+    return {**render(page, v, record=False), "url": url_for(page.ex, {**v, "tab": "seed"})}
 
 
 def wire(page: Page, t: SeedTab) -> None:
@@ -67,3 +91,11 @@ def wire(page: Page, t: SeedTab) -> None:
         return {"set:seed": v["seed"], **page.shown("seed", v), "tab": "seed"}
 
     page.on([t.random.click], random_seed)
+
+    # Live preview: every movement of a slider is an ``input`` event; with one render in flight per page
+    # (concurrency_limit=1) and ``always_last``, the moves made while one renders collapse to the latest value. No
+    # direction strips per move: the release that ends the drag makes them (and renders the tab shown once more).
+    def live_preview(v: dict[str, Any], _d: Any) -> dict[str, Any]:
+        return live(page, v)
+
+    gr.on([s.input for s in live_sliders(page)], page.page(live_preview), **page.event)
