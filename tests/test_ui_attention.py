@@ -165,7 +165,8 @@ def test_attention_endpoint(backend, sagan_path):
 @pytest.mark.slow
 def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
     """Headless Debian chromium: a click on the Seed image's cell [3, 11] fills the query boxes and shows that pixel's
-    map (the core's, enlarged, outlined), and the link then holds the query; a link with a query draws its map."""
+    map (the core's, enlarged, outlined), and the link then holds the query; a link with a query draws its map; an
+    example button sets the controls and renders its image."""
     sync_api = pytest.importorskip("playwright.sync_api")
     from tests.test_ui_browser import CHROMIUM, CHROMIUM_ARGS, open_page, wait_new_image
     from tests.test_ui_browser import pixels as png_pixels
@@ -207,6 +208,14 @@ def test_browser_click_on_the_image_shows_the_map(backend, sagan_path):
             grey = np.repeat(want, 3, axis=2) if want.shape[2] == 1 else want
             np.testing.assert_array_equal(png_pixels(png)[f // 2 :: f, f // 2 :: f], grey)
             assert "[y 12, x 1]" in pg.locator("#attn-caption").inner_text()
+            # An example on the first screen (tests/test_ui_examples.py): its click sets the controls and renders.
+            old = pg.locator("#image img").get_attribute("src")
+            pg.locator("#example-1").click()
+            _, png = wait_new_image(pg, old)
+            assert pg.locator("#seed input").input_value() == "1"
+            assert pg.locator("#class input").input_value() == "1: square"
+            want = sample(ganserve.load(sagan_path), seeds=[1], **{"class": 1}).images[0]
+            np.testing.assert_array_equal(png_pixels(png), want)
             browser.close()
     finally:
         app.close()

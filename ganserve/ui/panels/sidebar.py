@@ -1,5 +1,6 @@
-"""The sidebar: the model, the latent source, the settings every tab's requests share (truncation, noise, class,
-prior sampling, and a control for each generic field), Restore, the status line and the image's parameters."""
+"""The sidebar: the model, its examples (``examples``), the latent source, the settings every tab's requests share
+(truncation, noise, class, prior sampling, and a control for each generic field), Restore, the status line and the
+image's parameters."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import gradio as gr
 from ganserve.ui import fields
 from ganserve.ui.model_controls import PSI_STEP, TEMP_STEP, _model_text, _picker_choices, _slider, model_defaults
 from ganserve.ui.page import Page
+from ganserve.ui.panels import examples
 
 FIELDS = ("w", "truncation_psi", "truncation_cutoff", "noise_mode", "class", "temperature", "top_k", "top_p")
 # Each control's elem_id -> the field it sets: its label and info text are that field's declared ones.
@@ -30,6 +32,7 @@ class Sidebar:
     use_seeds: Any
     restore_file: Any
     copy_link: Any
+    examples: examples.Examples
 
 
 def build(page: Page) -> Sidebar:
@@ -39,6 +42,7 @@ def build(page: Page) -> Sidebar:
         C["model"] = gr.Dropdown(page.models, value=page.first, label="Model", elem_id="model")
         page.M["model_md"] = gr.Markdown(_model_text(page.info0))
         copy_link = gr.Button("Copy link", size="sm", elem_id="copy-link")
+        shown_examples = examples.build(page)  # on the first screen, under the model
         with gr.Group(visible=spec0.latent_source) as source_group:
             C["w"] = gr.Textbox(
                 "",
@@ -70,7 +74,7 @@ def build(page: Page) -> Sidebar:
     page.M.update(source_group=source_group, vq_group=vq_group, temp=C["temp"])
     page.OUT["restore"] = restore_file
     page.named_inputs["restore_file"] = restore_file
-    return Sidebar(use_seeds, restore_file, copy_link)
+    return Sidebar(use_seeds, restore_file, copy_link, shown_examples)
 
 
 def _latents(page: Page) -> None:
@@ -138,5 +142,6 @@ def wire(page: Page, side: Sidebar) -> None:
         return {"set:w": "", **page.shown(v["tab"], v)}
 
     page.on([side.use_seeds.click], use_seeds_action)
+    examples.wire(page, side.examples)
     # In the page only: the address holds every setting (written after each render).
     side.copy_link.click(None, None, None, js="() => gsCopyLink()", api_visibility="private")
