@@ -136,8 +136,8 @@ Edits = Annotated[  # Edits[Edit]
     Field(max_length=16),
     FrontEnd(label="Semantic directions",
              flag="--edit", metavar="K:AMOUNT[:LAYERS]", help="move w along semantic direction K by AMOUNT stds (on "
-             "LAYERS: A-B or a group); repeatable", group="style", widget="slider", parse=fe.edit, repeat=True,
-             example="0:1.5"),
+             "LAYERS: A-B or a group); repeatable; the directions' names: --list with --model", group="style",
+             widget="slider", parse=fe.edit, repeat=True, example="0:1.5"),
 ]  # fmt: skip
 EditMethod = Annotated[  # edits.method
     Literal["sefa", "pca"],

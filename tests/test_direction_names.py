@@ -136,3 +136,21 @@ def test_the_ui_labels_each_slider_with_its_directions_name(tiny_models_dir, cac
     assert [u["label"] for u in updates[:3]] == [
         f"Direction {k}" if pca[k] == f"direction {k}" else f"{k}: {pca[k]}" for k in range(3)
     ]
+
+
+def test_sample_list_with_a_model_lists_its_directions_by_name(tiny_models_dir, tmp_path):
+    import os
+    import subprocess
+
+    from tests.conftest import ganserve_cmd
+
+    env = {**os.environ, "GANSERVE_CHECKPOINTS": str(tiny_models_dir), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    proc = subprocess.run(ganserve_cmd("sample", "--model", "tiny", "--list"), capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
+        names = directions.get(ganserve.load(tiny_models_dir / "tiny.safetensors"), "pca").names
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["METHOD", "K", "NAME"]
+    assert f"pca     3   {names[3]}" in lines

@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="NAME|PATH",
         help="model name (see --list) or checkpoint path (--network: StyleGAN2-ADA's spelling)",
     )
-    p.add_argument("--list", action="store_true", help="list the available models (family, resolution, classes)")
+    p.add_argument("--list", action="store_true", help="list the available models (family, resolution, classes); "
+                   "with --model: that model's semantic directions for --edit K, by number and name")  # fmt: skip
     p.add_argument("--out", "--outdir", dest="out", default="samples.png", metavar="PATH",
                    help="file.png|.jpg|.npy (a grid), file.gif (an animation) or a directory (one PNG per image) "
                         "(--outdir: StyleGAN2-ADA's spelling)")  # fmt: skip
@@ -139,6 +140,23 @@ def list_models() -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
 
 
+def list_directions(name: str) -> None:
+    """The model's semantic directions (``--edit K:AMOUNT``), each method's numbers and names (what each changes)."""
+    import ganserve
+    from ganserve.directions import describe
+    from ganserve.families import family_of
+
+    model = ganserve.load(name)
+    names = describe(model)["names"] if "edits" in family_of(model).request.model_fields else {}
+    if not names:
+        print(f"{name}: no semantic directions (its family has no edits)")
+        return
+    print("METHOD  K   NAME")
+    for method, listed in names.items():
+        for k, direction in enumerate(listed):
+            print(f"{method:<6}  {k:<2}  {direction}")
+
+
 def _check_backend(args: argparse.Namespace) -> None:
     """--backend names a registered backend; graph backends run as exported (as ``ganserve serve`` refuses)."""
     if args.backend not in backend_names():
@@ -163,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     from ganserve.sampling import encode_result, sample
 
     if args.list:
-        list_models()
+        list_directions(args.model) if args.model else list_models()
         return 0
     if not args.model:
         raise CommandError("--model is required (see --list)")
