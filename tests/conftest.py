@@ -82,6 +82,27 @@ def latents_dir(tmp_path_factory):
     mp.undo()
 
 
+def warm_export_cache(pairs: list[tuple[str, Path]], workers: int = 2) -> None:
+    """Put each (format, checkpoint)'s export in the export cache, ``workers`` processes side by side. An export is
+    mostly single-threaded Python (tracing, graph passes), so on a 2-core CI machine a second process halves the wait;
+    the tests then load the cached folders exactly as they would have exported them (ganserve.export.cache). The
+    processes inherit the environment (the session's GANSERVE_EXPORT_CACHE); an export that fails raises here."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ganserve.export.cache import cached_export
+
+    workers = min(workers, len(pairs), os.cpu_count() or 1)
+    if workers < 2:
+        return  # nothing to overlap: each test exports on first use, as without this
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(cached_export, fmt, str(ckpt)) for fmt, ckpt in pairs]:
+            done.result()
+    # A VQ model's pt2 program holds the ganserve::vq_nearest op, which importing ganserve.kernels registers: the
+    # exporting process had it; this one loads the programs, so it needs it too (export/pt2.py does not import it).
+    import ganserve.kernels  # noqa: F401
+
+
 @pytest.fixture(scope="session", autouse=True)
 def export_cache(tmp_path_factory):
     """One export cache for the whole run: exporting a bundled model takes tens of seconds, so every test that needs
@@ -91,3 +112,16 @@ def export_cache(tmp_path_factory):
         mp.setenv("GANSERVE_EXPORT_CACHE", str(tmp_path_factory.getbasetemp() / "exports"))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_models_dir, tmp_path_factory):
+    """One real TorchServe serving 'tiny' alone (batch 1, at most 4 images a request, default key expiry), shared by
+    the modules that only need such a server running (test_serve_keys, test_serve_management): each start of TorchServe
+    costs 20-40 s. A module that needs another configuration starts its own."""
+    from ganserve.serving.launcher import Server
+    from ganserve.serving.store import ArchiveOptions
+
+    options = ArchiveOptions(batch_size=1, max_batch_delay_ms=1, max_images=4)
+    with Server({"tiny": tiny_models_dir / "tiny.safetensors"}, tmp_path_factory.mktemp("ts"), archive=options) as s:
+        yield s

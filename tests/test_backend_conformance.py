@@ -31,6 +31,7 @@ from ganserve.loading import available_models, bundled_dir, read_metadata
 from ganserve.requests import RequestError, validate_request
 from ganserve.sampling import class_names, plan, sample
 from ganserve.surface import VQModel, missing, surface_of
+from tests.conftest import warm_export_cache
 from tests.family_fixtures import with_class
 
 pytest.importorskip("onnxruntime")
@@ -149,6 +150,9 @@ def models(tmp_path_factory) -> Iterator[Models]:
     root = tmp_path_factory.mktemp("conformance")
     mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
     mp.setenv("GANSERVE_LATENTS", str(root / "latents"))
+    # every export these tests load, made up front two at a time (the VQ families' first: the longest)
+    warm_export_cache(sorted(((fmt, BUNDLED[n]) for n in BUNDLED for fmt in BACKENDS_UNDER_TEST),
+                             key=lambda pair: "vq" not in FAMILY_OF[pair[1].stem]))  # fmt: skip
     yield Models(root)
     mp.undo()
 
