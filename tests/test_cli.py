@@ -1,9 +1,12 @@
-"""The ganserve CLI end to end (subprocesses, tiny checkpoints)."""
+"""The ganserve CLI end to end on tiny checkpoints: its ``main`` in this process (argument parsing, messages, exit
+codes, files written), and as a subprocess where the process itself is the point (the console entry point, a missing
+optional module, the bench's thread settings). Each subprocess costs a Python and torch start-up (~3 s)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -14,22 +17,51 @@ from ganserve.sampling import sample
 from tests.conftest import ganserve_cmd
 
 
+@dataclass
+class CLI:
+    env: dict[str, str]  # for subprocesses
+    capsys: pytest.CaptureFixture
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture()
-def env(tiny_models_dir, tmp_path, monkeypatch):
+def env(tiny_models_dir, tmp_path, monkeypatch, capsys):
     # every CLI run here starts in an empty folder: no test depends on (or writes) files in the repository root
     monkeypatch.chdir(tmp_path)
-    return {**os.environ, "GANSERVE_CHECKPOINTS": str(tiny_models_dir)}
+    monkeypatch.setenv("GANSERVE_CHECKPOINTS", str(tiny_models_dir))
+    return CLI(dict(os.environ), capsys)
 
 
-def run(env, *args, ok=True):
-    proc = subprocess.run(ganserve_cmd(*args), capture_output=True, text=True, env=env, timeout=120)
+def run(cli: CLI, *args, ok=True) -> Ran:
+    """``ganserve ARGS`` through the CLI's ``main``, in this process."""
+    from ganserve.cli import main
+
+    cli.capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out, err = cli.capsys.readouterr()
+    assert (code == 0) == ok, err
+    return Ran(code, out, err)
+
+
+def run_process(cli: CLI, *args, ok=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(ganserve_cmd(*args), capture_output=True, text=True, env=cli.env, timeout=120)
     assert (proc.returncode == 0) == ok, proc.stderr
     return proc
 
 
 def test_sample_grid_png_equals_the_api(env, tmp_path, tiny):
     out = tmp_path / "grid.png"
-    proc = run(env, "sample", "--model", "tiny", "--seeds", "0-5", "--trunc", "0.7", "--cutoff", "3", "--out", str(out))
+    proc = run_process(env, "sample", "--model", "tiny", "--seeds", "0-5", "--trunc", "0.7", "--cutoff", "3", "--out",
+                       str(out))  # fmt: skip
     assert proc.stdout.splitlines()[0] == str(out)
     grid = np.asarray(Image.open(out).convert("RGB"))
     expected = sample(tiny, seeds="0-5", truncation_psi=0.7, truncation_cutoff=3).images
@@ -128,14 +160,15 @@ def test_missing_extra_names_the_pip_command(env, tmp_path):
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "onnx.py").write_text("raise ModuleNotFoundError(\"No module named 'onnx'\", name='onnx')\n")
-    env = {**env, "PYTHONPATH": str(blocker)}
-    proc = run(env, "export", "tiny", "--format", "onnx", "--out", str(tmp_path / "o"), ok=False)
+    env.env["PYTHONPATH"] = str(blocker)
+    proc = run_process(env, "export", "tiny", "--format", "onnx", "--out", str(tmp_path / "o"), ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "pip install 'ganserve[export]'" in proc.stderr
 
 
 def test_bench_sample_prints_rows(env):
-    proc = run(env, "bench", "sample", "--model", "tiny", "--batch-sizes", "1,4", "--repeats", "1", "--json")
+    # a subprocess: the bench sets torch's thread count for the process
+    proc = run_process(env, "bench", "sample", "--model", "tiny", "--batch-sizes", "1,4", "--repeats", "1", "--json")
     import json
 
     rows = json.loads(proc.stdout)["rows"]
