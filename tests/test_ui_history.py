@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import ganserve
+from ganserve.sampling import encode_result
 from ganserve.ui.app import build_app
 from ganserve.ui.backend import LocalBackend
 from ganserve.ui.panels import history
@@ -154,6 +155,21 @@ def test_a_click_restores_a_declared_fields_generic_control(plugin, tmp_path):  
     out = select(app, d, 1, "restore")
     assert out[ids["field-brightness"]]["value"] == 0.5
     assert out[ids["params"]] == d[state][1]["params"]
+    want = ganserve.load(path).sample(seeds=[3], brightness=0.5).images[0]
+    with Image.open(out[ids["image"]]["value"]) as im:
+        np.testing.assert_array_equal(np.asarray(im), want)
+
+
+def test_a_dropped_png_restores_a_declared_fields_generic_control(plugin, tmp_path):  # noqa: F811
+    """Restore from a PNG goes through the same path as the history: the declared slider takes the image's value."""
+    path = _checkpoint(tmp_path)
+    app = build_app(LocalBackend({"toy": path}))
+    ids = by_id(app)
+    png = encode_result(ganserve.load(path).sample(seeds=[3], brightness=0.5), "png").body
+    fn = fn_for(app, "restore", "upload")
+    d = {**start(fn), ids["field-brightness"]: -0.25, ids["restore"]: png}
+    out = fn.fn(d)
+    assert out[ids["field-brightness"]]["value"] == 0.5, out.get(ids["status"])
     want = ganserve.load(path).sample(seeds=[3], brightness=0.5).images[0]
     with Image.open(out[ids["image"]]["value"]) as im:
         np.testing.assert_array_equal(np.asarray(im), want)

@@ -26,6 +26,7 @@ class Restored:
     interpolate: dict[str, Any] = field(default_factory=dict)  # from_seed, to_seed, steps, space
     w: str | None = None  # the latent the image started from (a projection's id) instead of a seed
     edits: list[dict[str, Any]] = field(default_factory=list)  # semantic-direction edits, as recorded
+    params: dict[str, Any] = field(default_factory=dict)  # the (first) image's parameters: declared fields' values
 
     def summary(self) -> str:
         bits = [f"model {self.model}" if self.model else ""]
@@ -86,7 +87,7 @@ def restore_from_params(params: dict[str, Any]) -> Restored:
         raise ValueError("the image's parameters hold no seeds: not a ganserve image")
     first = items[0]
     seeds = _unique([int(p["seeds"][0]) for p in items if "seeds" in p])
-    r = Restored(tab="seed")
+    r = Restored(tab="seed", params=first)
     if "w" in first and isinstance(first["w"], str):
         r.w = first["w"]
     if isinstance(first.get("edits"), list):

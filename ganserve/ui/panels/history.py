@@ -15,7 +15,7 @@ import gradio as gr
 
 from ganserve.ui.page import Page
 from ganserve.ui.panels.lifecycle import restored
-from ganserve.ui.restore import declared_values, restore_from_params
+from ganserve.ui.restore import restore_from_params
 
 FIELDS: tuple[str, ...] = ()  # no request field: a view of past renders
 HISTORY_SIZE = 12
@@ -129,18 +129,7 @@ def picked(page: Page, v: dict[str, Any], index: int) -> dict[str, Any]:
         return compared(v.get("ab"), mode, entry)
     r = restore_from_params(entry["params"])
     upd, v2 = restored(page, r, v)
-    upd.update(_declared_updates(page, entry["params"], v2))
     return {**upd, **page.shown("seed", v2), "status": f"Restored from the history: {r.summary()}."}
-
-
-def _declared_updates(page: Page, params: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
-    """The generic controls (``ganserve.ui.fields``: declared fields no panel presents) set to the render's values,
-    for the fields its model has (``v`` takes them): the same request, so the same pixels."""
-    spec = page.ex.spec(v["model"])
-    own = {c.path: c for c in page.extras if spec.has(c.top)}
-    values = declared_values(params, {path: c.default for path, c in own.items()})
-    v.update({own[path].key: value for path, value in values.items()})
-    return {f"set:{own[path].key}": gr.update(value=value) for path, value in values.items()}
 
 
 def wire(page: Page, t: HistoryPanel) -> None:

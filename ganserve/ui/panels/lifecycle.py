@@ -14,7 +14,7 @@ from ganserve.ui.controls import MAX_SLIDERS, ControlSpec
 from ganserve.ui.model_controls import _check_url_value, _edit_values, _int, _model_updates, _new_values, model_defaults
 from ganserve.ui.page import Page
 from ganserve.ui.panels import attention
-from ganserve.ui.restore import Restored, restore_from_png
+from ganserve.ui.restore import Restored, declared_values, restore_from_png
 from ganserve.ui.widgets import _message
 
 
@@ -109,8 +109,19 @@ def restored(page: Page, r: Restored, v: dict[str, Any]) -> tuple[dict[str, Any]
     edit_custom = v.get("edit_layers") == "custom"
     upd["set:edit_first"] = gr.update(value=v.get("edit_first"), visible=edit_custom)
     upd["set:edit_last"] = gr.update(value=v.get("edit_last"), visible=edit_custom)
+    upd.update(_declared_updates(page, r.params, v))
     upd["tabs"], upd["tab"], upd["shown_model"] = gr.Tabs(selected=r.tab), r.tab, name
     return upd, v
+
+
+def _declared_updates(page: Page, params: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
+    """The generic controls (``ganserve.ui.fields``: declared fields no panel presents) set to the render's values,
+    for the fields its model has (``v`` takes them): the same request, so the same pixels."""
+    spec = page.ex.spec(v["model"])
+    own = {c.path: c for c in page.extras if spec.has(c.top)}
+    values = declared_values(params, {path: c.default for path, c in own.items()})
+    v.update({own[path].key: value for path, value in values.items()})
+    return {f"set:{own[path].key}": gr.update(value=value) for path, value in values.items()}
 
 
 def wire_restore(page: Page, restore_file: Any) -> None:
