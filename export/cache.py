@@ -18,7 +18,8 @@ from ganserve.export.bundle import MANIFEST, export_graphs, load_exported, read_
 
 # What an export holds grows with ganserve (2: StyleGAN exports carry their semantic directions). A cached export of an
 # older revision is never reused, so an upgrade re-exports rather than serving graphs without what they now ship.
-CACHE_REVISION = 2
+# 3: pt2 programs run their layers as the batch-invariant ganserve::invariant_* ops.
+CACHE_REVISION = 3
 
 
 def cache_root() -> Path:

@@ -9,13 +9,16 @@ import torch
 
 from ganserve.export.formats import GraphFormat
 from ganserve.export.registry import GraphSpec
+from ganserve.models import invariant_ops  # noqa: F401  (registers the ganserve::invariant_* ops programs hold)
+from ganserve.models.layers import invariant_ops as traced_invariant
 
 
 def export_graph(spec: GraphSpec, path: str | os.PathLike, *, opset: int | None = None, fp16: bool = False) -> None:
     """Export one graph to ``path`` (``opset`` is ignored: it only concerns ONNX)."""
     module = spec.export_module(fp16)
     inputs = spec.export_inputs(spec.make_inputs(2, torch.Generator().manual_seed(0)), fp16)
-    with torch.no_grad():
+    # The layers traced as ganserve::invariant_* ops: the program gives a row the same bits at any batch size, as eager
+    with torch.no_grad(), traced_invariant():
         program = torch.export.export(module, inputs, dynamic_shapes=spec.dynamic_shapes(), strict=False)
     torch.export.save(program, str(path))
 

@@ -13,7 +13,7 @@ import torch
 
 from ganserve.backends import load_backend
 from ganserve.loading import available_models, bundled_dir
-from ganserve.models import layers
+from ganserve.models import invariant_ops, layers  # noqa: F401  (invariant_ops registers the ops)
 from ganserve.sampling import describe, sample
 
 BUNDLED = {p.stem: p for p in sorted(bundled_dir().glob("*.safetensors")) if p.stem in available_models()}
@@ -29,18 +29,8 @@ def _request(model, seeds: list[int]) -> dict:
     return req
 
 
-# torch.export programs run F.linear and aten.convolution through PyTorch's batch-size dispatch (the graphs are
-# traced outside batch-invariant mode): StyleGAN v1's moved 1 pixel at batches 7-64 against 1-2 (measured). The
-# other pt2 graphs passed. Fixing it needs the fixed kernels inside the exported program.
-PT2_KNOWN = pytest.mark.xfail(reason="pt2: StyleGAN v1 not bitwise batch-invariant (1 pixel at 7-64)", strict=False)
-
-
 def _params() -> list:
-    return [
-        pytest.param((m, b), marks=[PT2_KNOWN] if (m, b) == ("stylegan-fashion-32", "pt2") else [], id=f"{m}-{b}")
-        for m in sorted(BUNDLED)
-        for b in BACKENDS
-    ]
+    return [pytest.param((m, b), id=f"{m}-{b}") for m in sorted(BUNDLED) for b in BACKENDS]
 
 
 @pytest.fixture(scope="module", params=_params())
@@ -86,3 +76,34 @@ def test_the_batch_invariant_convolutions_match_rows_alone_and_in_batches():
             full = op(x)
             for b in (1, 2, 7, 16, 32):
                 assert torch.equal(torch.cat([op(x[i : i + b]) for i in range(0, 64, b)]), full)
+
+
+def test_an_exported_program_keeps_the_batch_invariant_layers():
+    """pt2 programs are traced under ``layers.invariant_ops()``: each linear and convolution is one
+    ganserve::invariant_* node, so the program gives a row the bits eager batch-invariant mode gives it at every batch
+    size (traced as aten ops, PyTorch picks their kernels by the batch size at run time: a 1x1 convolution of 16 or
+    more rows, and linear layers, moved)."""
+    gen = torch.Generator().manual_seed(1)
+    w3, w1 = torch.randn(16, 8, 3, 3, generator=gen), torch.randn(4, 16, 1, 1, generator=gen)
+    wt, wl = torch.randn(4, 4, 3, 3, generator=gen), torch.randn(24, 36, generator=gen)
+    bl = torch.randn(24, generator=gen)
+
+    class Net(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = layers.conv2d(layers.conv2d(x, w3, padding=1), w1)
+            h = layers.conv_transpose2d(h, wt, stride=2)[:, :, :6, :6]
+            return layers.linear(h.flatten(1)[:, :36], wl, bl)
+
+    x = torch.randn(64, 8, 6, 6, generator=gen)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad(), layers.invariant_ops():
+        program = torch.export.export(Net(), (x[:2],), dynamic_shapes=({0: batch},), strict=False)
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert {f"ganserve.invariant_{op}.default" for op in ("conv2d", "conv_transpose2d", "linear")} <= targets
+    assert not [t for t in targets if "convolution" in t or "linear" in t.replace("invariant_linear", "")]
+    run = program.module()
+    with torch.no_grad(), layers.batch_invariant():
+        eager = Net()(x)
+    with torch.no_grad():
+        for b in (1, 2, 7, 16, 32, 64):
+            assert torch.equal(torch.cat([run(x[i : i + b]) for i in range(0, 64, b)]), eager), f"batch of {b}"

@@ -39,12 +39,33 @@ def batch_invariant(enabled: bool = True) -> Iterator[None]:
         _state.batch_invariant = previous
 
 
+@contextlib.contextmanager
+def invariant_ops(enabled: bool = True) -> Iterator[None]:
+    """Batch-invariant mode for tracing a program (torch.export): ``linear``, ``conv2d`` and ``conv_transpose2d`` are
+    recorded as single ``ganserve::invariant_*`` ops (ganserve.models.invariant_ops, imported to trace or load such a
+    program) that run the fixed kernels above at run time. Traced without them, they become aten ops whose kernels
+    PyTorch picks by the batch size at run time (StyleGAN's affine layers and 1x1 toRGB moved a pixel at 7-64 rows)."""
+    previous = getattr(_state, "invariant_ops", False)
+    _state.invariant_ops = enabled
+    try:
+        with batch_invariant(enabled or getattr(_state, "batch_invariant", False)):
+            yield
+    finally:
+        _state.invariant_ops = previous
+
+
+def _as_op() -> bool:
+    return getattr(_state, "invariant_ops", False)
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, except in batch-invariant mode: a batched product with one [T, in] x [in, out] product per row
     (T = 1 for 2-D x), whose kernel does not depend on how many rows there are. The weight is expanded, not copied;
     a broadcast multiply and sum would materialise [N, in, out] (measured 55% of BigGAN's forward)."""
     if not getattr(_state, "batch_invariant", False):
         return F.linear(x, weight, bias)
+    if _as_op():
+        return torch.ops.ganserve.invariant_linear(x, weight, bias)
     if x.dtype != torch.float32 or x.device.type != "cpu":
         # half precision (and other devices): a per-row bmm was seen to depend on the batch (bf16/fp16/mixed on the
         # CPU): the broadcast multiply and fixed-axis sum is invariant everywhere, at the cost of [N, in, out]
@@ -96,10 +117,12 @@ def conv2d(
     """F.conv2d (no dilation); in batch-invariant mode on the CPU (``_fixed_conv``) 1x1 kernels always take the
     im2col + GEMM path (one GEMM per row, the faster one single-threaded at these sizes) or, on a channels-last map,
     a per-row product over channels; the others always oneDNN."""
-    if not _fixed_conv(x, weight):
+    if not _fixed_conv(x, weight) and not _as_op():
         return F.conv2d(x, weight, bias, stride, padding, groups=groups)
     stride = [stride] * 2 if isinstance(stride, int) else list(stride)
     padding = [padding] * 2 if isinstance(padding, int) else list(padding)
+    if _as_op():
+        return torch.ops.ganserve.invariant_conv2d(x, weight, bias, stride, padding, groups)
     if groups == 1 and weight.shape[-2:] == (1, 1):
         if stride == [1, 1] and padding == [0, 0] and _channels_last(x):
             # A 1x1 convolution of a channels-last map is a linear layer over its channels: one per-row product
@@ -113,6 +136,8 @@ def conv2d(
 
 def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, groups: int = 1) -> torch.Tensor:
     """F.conv_transpose2d (no padding), always oneDNN in batch-invariant mode on the CPU (``_fixed_conv``)."""
+    if _as_op():
+        return torch.ops.ganserve.invariant_conv_transpose2d(x, weight, stride, groups)
     if not _fixed_conv(x, weight):
         return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
     fmt = _onednn_format(x, weight)
