@@ -42,8 +42,9 @@ def test_projecting_the_models_own_samples_reaches_25_db(bundled):
         result = project(bundled, target, steps=300, progress=lambda k, loss, seen=seen: seen.append(k))
         assert result.psnr >= 25.0, (seed, result.psnr)
         assert seen == list(range(1, 301)) and result.losses[-1] < result.losses[0]
-    again = project(bundled, target, steps=300)  # deterministic per seed
-    assert np.array_equal(again.image, result.image)
+    # deterministic per seed; that does not depend on the step count, so two short projections show it
+    first, again = (project(bundled, target, steps=30) for _ in range(2))
+    assert np.array_equal(again.image, first.image)
 
 
 def test_a_projected_w_samples_edits_mixes_and_interpolates(bundled):
