@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,7 +21,6 @@ from ganserve.families import family_names, get_family
 from ganserve.loading import available_models, bundled_dir, read_metadata
 from ganserve.requests import RequestError
 from ganserve.sampling import describe, plan, sample
-from tests.conftest import ganserve_cmd
 
 BUNDLED = {p.stem: p for p in sorted(bundled_dir().glob("*.safetensors")) if p.stem in available_models()}
 
@@ -58,14 +55,17 @@ def test_determinism_and_batch_size_invariance(bundled):
     assert len({img.tobytes() for img in a}) == 8  # seeds really differ
 
 
-def test_cli_gives_the_same_pixels(bundled, tmp_path):
+def test_cli_gives_the_same_pixels(bundled, tmp_path, capsys):
+    """``ganserve sample``'s entry point, run in this process (a fresh interpreter per model would add only its
+    start-up: tests/test_cli.py runs the CLI as a subprocess end to end)."""
+    from ganserve.cli import main
+
     req = valid_request(bundled)
     out = tmp_path / "x.npy"
     args = ["sample", "--model", str(BUNDLED[bundled.name]), "--seeds", "1,2,3", "--out", str(out)]
     if "class" in req:
         args += ["--class", str(req["class"])]
-    proc = subprocess.run(ganserve_cmd(*args), capture_output=True, text=True, timeout=300, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr
+    assert main(args) == 0, capsys.readouterr().err
     assert np.array_equal(np.load(out), sample(bundled, req).images)
 
 
@@ -131,12 +131,13 @@ def test_describe(bundled):
     assert "seeds" in d["request_schema"]["properties"]
 
 
-def test_onnx_export_parity(bundled, tmp_path):
+def test_onnx_export_parity(bundled):
+    """The checkpoint's onnx export (the session's one export of it: tests/conftest.py) samples the eager pixels."""
     pytest.importorskip("onnxruntime")
-    from ganserve.export import export_graphs, load_exported
+    from ganserve.export import load_exported
+    from ganserve.export.cache import cached_export
 
-    export_graphs(bundled, "onnx", tmp_path / "onnx")
-    backend = load_exported(tmp_path / "onnx", fmt="onnx")
+    backend = load_exported(cached_export("onnx", BUNDLED[bundled.name]), fmt="onnx")
     req = valid_request(bundled, seeds=range(4))
     want = sample(bundled, req).images.astype(int)
     got = backend.sample(req).images.astype(int)
