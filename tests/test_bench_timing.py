@@ -242,8 +242,15 @@ def test_bench_sample_reference_full_path_and_synthesis_labelled(tiny_path, tmp_
         assert r["synthesis_max_abs_diff"] < 1e-4  # the same weights: the same synthesis
 
 
-def test_reference_bench_end_to_end(tiny_path, tmp_path, monkeypatch):
-    monkeypatch.setenv("GANSERVE_EXPORT_CACHE", str(tmp_path / "export-cache"))
+@pytest.fixture(scope="module")
+def bench_export_cache(tmp_path_factory) -> str:
+    """One export cache for this module's benches of the tiny model: they export the same onnx graphs (tens of
+    seconds), kept apart from the session's cache, whose first tiny export test_sample_backend checks."""
+    return str(tmp_path_factory.mktemp("bench-export-cache"))
+
+
+def test_reference_bench_end_to_end(tiny_path, tmp_path, monkeypatch, bench_export_cache):
+    monkeypatch.setenv("GANSERVE_EXPORT_CACHE", bench_export_cache)
     ref = _sg2ada_checkout(tmp_path)
     proc = _module("ganserve.benchmarks.reference_bench", "--reference", str(ref), "--model", str(tiny_path),
                    "--batch-sizes", "1,2", "--repeats", "1", "--json")  # fmt: skip
@@ -281,12 +288,12 @@ def test_vq_reference_bench_end_to_end(tmp_path, monkeypatch):
     assert prior["batch"] == 2 and prior["logits_max_abs_diff"] < 1e-4 and prior["core_vs_official"]["median"] > 0
 
 
-def test_bench_sample_gives_graph_backends_torchs_thread_count(tiny_path, tmp_path, monkeypatch):
+def test_bench_sample_gives_graph_backends_torchs_thread_count(tiny_path, monkeypatch, bench_export_cache):
     pytest.importorskip("onnxruntime")
     from ganserve.benchmarks import sample as bench
     from ganserve.export import onnx as onnx_export
 
-    monkeypatch.setenv("GANSERVE_EXPORT_CACHE", str(tmp_path / "export-cache"))
+    monkeypatch.setenv("GANSERVE_EXPORT_CACHE", bench_export_cache)
     args = _bench_parser().parse_args(["bench", "sample", "--model", str(tiny_path), "--backend", "onnx"])
     bench._load("onnx", args, threads=1)  # exports into the cache (its parity check's sessions are not timed)
     sessions = []
