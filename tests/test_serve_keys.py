@@ -25,9 +25,9 @@ def expiry(server: Server, api: str) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    with Server({"tiny": tiny_models_dir / "tiny.safetensors"}, tmp_path_factory.mktemp("keys"), archive=OPTIONS) as s:
-        yield s
+def server(tiny_server):
+    """The session's default TorchServe (tests/conftest.py); the short expiry below needs, and starts, its own."""
+    return tiny_server
 
 
 def test_keys_outlive_torchserves_default_hour(server):

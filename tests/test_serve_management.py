@@ -18,7 +18,6 @@ import pytest
 import requests
 
 from ganserve.serving.launcher import Server
-from ganserve.serving.store import ArchiveOptions
 
 pytestmark = pytest.mark.slow
 
@@ -79,10 +78,9 @@ def archive_host(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    options = ArchiveOptions(batch_size=1, max_batch_delay_ms=50, max_images=4)
-    with Server({"tiny": tiny_models_dir / "tiny.safetensors"}, tmp_path_factory.mktemp("ts"), archive=options) as s:
-        yield s
+def server(tiny_server):
+    """The session's default TorchServe serving 'tiny' (tests/conftest.py)."""
+    return tiny_server
 
 
 def management(server: Server, method: str, path: str) -> requests.Response:
