@@ -4,6 +4,8 @@ guessed."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import torch
 
 import ganserve
 from ganserve.importers import IMPORTERS, ImportError_, import_checkpoint
-from tests.conftest import ganserve_cmd, make_tiny_generator
+from tests.conftest import make_tiny_generator
 from tests.test_importers import _as_persistent, _persistence_module
 from tests.test_importers_biggan_taming import (
     VQ,
@@ -28,8 +30,18 @@ from tests.test_importers_biggan_taming import (
 )
 
 
-def _cli(*args):
-    return subprocess.run(ganserve_cmd("import", *args), capture_output=True, text=True, timeout=180)
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """``ganserve import ARGS`` through the CLI's ``main`` in this process: its exit code and what it prints (a
+    subprocess would add only a Python and torch start-up; tests/test_cli.py runs the console entry point)."""
+    from ganserve.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["import", *args])
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+    return subprocess.CompletedProcess(["ganserve", "import", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize("source", ["auto", *IMPORTERS])
