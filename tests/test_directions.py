@@ -103,22 +103,23 @@ def test_directions_are_described(model):
     assert names == {m: directions.get(model, m).names for m in directions.METHODS}  # tests/test_direction_names.py
 
 
-def test_cli_edits(tiny_models_dir, tmp_path, monkeypatch):
-    import os
-    import subprocess
+def test_cli_edits(tiny_models_dir, tmp_path, monkeypatch, capsys):
+    """``ganserve sample --edit`` through the CLI's main in this process (tests/test_cli.py runs the entry point)."""
+    from ganserve.cli import main
 
-    from tests.conftest import ganserve_cmd
-
-    env = {**os.environ, "GANSERVE_CHECKPOINTS": str(tiny_models_dir), "XDG_CACHE_HOME": str(tmp_path / "c")}
+    monkeypatch.setenv("GANSERVE_CHECKPOINTS", str(tiny_models_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     out = tmp_path / "e.npy"
-    proc = subprocess.run(ganserve_cmd("sample", "--model", "tiny", "--seeds", "1,2", "--edit", "0:2:0-3", "--edit",
-                                       "1:-1", "--edit-method", "pca", "--out", str(out)),
-                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    code = main(["sample", "--model", "tiny", "--seeds", "1,2", "--edit", "0:2:0-3", "--edit", "1:-1", "--edit-method",
+                 "pca", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
     G = ganserve.load(tiny_models_dir / "tiny.safetensors")
     want = sample(G, seeds=[1, 2], edits=[{"direction": 0, "amount": 2, "layers": "0-3", "method": "pca"},
                                           {"direction": 1, "amount": -1, "method": "pca"}]).images  # fmt: skip
     assert np.array_equal(np.load(out), want)
-    bad = subprocess.run(ganserve_cmd("sample", "--model", "tiny", "--edit", "x", "--out", str(tmp_path / "b.png")),
-                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and "--edit 'x': expected K:AMOUNT" in bad.stderr
+    capsys.readouterr()
+    try:
+        returncode = main(["sample", "--model", "tiny", "--edit", "x", "--out", str(tmp_path / "b.png")])
+    except SystemExit as e:  # argparse's own errors
+        returncode = e.code
+    assert returncode == 2 and "--edit 'x': expected K:AMOUNT" in capsys.readouterr().err
