@@ -9,6 +9,7 @@ import torch
 
 from ganserve.export.formats import GraphFormat
 from ganserve.export.registry import GraphSpec
+from ganserve.kernels import ops as _kernel_ops  # noqa: F401  (registers ganserve::vq_nearest, held by VQ programs)
 from ganserve.models import invariant_ops  # noqa: F401  (registers the ganserve::invariant_* ops programs hold)
 from ganserve.models.layers import invariant_ops as traced_invariant
 

@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,3 +146,18 @@ def test_cli_mar_eager_archive(capsys, tiny_path, tmp_path):
     assert os.listdir(tmp_path / "store") == ["tiny.mar"]
     rc, err = _run(capsys, str(tiny_path), "--format", "mar", "--backend", "tf", "--out", str(tmp_path / "store2"))
     assert rc == 2 and "unknown backend 'tf'" in err
+
+
+def test_loading_a_program_in_a_fresh_process_finds_every_ganserve_op():
+    """A cached program is loaded by a process that never exported (a TorchServe worker, `sample --backend pt2`): the
+    pt2 loader alone must register every ganserve:: op an exporter puts into a program."""
+    code = (
+        "import torch, ganserve.export.pt2\n"
+        "ops = ('vq_nearest', 'modulated_conv2d', 'invariant_linear', 'invariant_conv2d',\n"
+        "       'invariant_conv_transpose2d')\n"
+        "for op in ops:\n"
+        "    getattr(torch.ops.ganserve, op).default\n"
+        "print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
