@@ -9,6 +9,7 @@ import torch
 from ganserve.models import prior_inference
 from ganserve.models.layers import batch_invariant
 from ganserve.models.transformer import (
+    DescendingSort,
     Draw,
     GPTPrior,
     GPTPriorConfig,
@@ -226,7 +227,7 @@ def test_the_eager_loop_the_protocol_loop_and_any_cache_layout_agree(prior):
     fast = sample_codes(prior.step, prior.empty_cache(n), *args, prior=prior)
     assert torch.equal(fast, sample_codes(prior.step, prior.empty_cache(n), *args))
     plain = torch.zeros(prior.empty_cache(n).shape)  # contiguous: the general step (no in-place layout)
-    assert prior_inference.layer_major(plain) is None
+    assert prior_inference.cache_layout(plain) is None
     assert torch.equal(fast, sample_codes(prior.step, plain, *args, prior=prior))
 
 
@@ -241,3 +242,38 @@ def test_the_gathered_weights_follow_the_parameters(big_prior):
         finally:
             big_prior.head.weight.copy_(old)
     torch.testing.assert_close(after, before * 2.0)
+
+
+def test_the_numpy_sort_is_torchs_stable_descending_sort():
+    """Draw's CPU sort (one int64 key per entry) gives torch's values and order: ties in code order, -0.0 tying
+    with 0.0, an infinity at its end; a NaN leaves it to torch. One sorter, several shapes (its buffers follow)."""
+    gen = torch.Generator().manual_seed(4)
+    sorter = DescendingSort()
+    for trial in range(40):
+        n, num = [(8, 512), (3, 40), (1, 7), (8, 512)][trial % 4]
+        x = torch.randn(n, num, generator=gen) * 4
+        if trial % 3 == 0:
+            x = (x * 2).round() / 2  # many ties
+        if trial % 5 == 0:
+            x[0, ::3], x[0, 1::5] = 0.0, -0.0
+            x[-1, :2] = float("inf") if trial % 10 else float("-inf")
+        values, order = x.sort(dim=1, descending=True, stable=True)
+        got, flat = sorter(x)
+        assert torch.equal(got.view(torch.int32), values.view(torch.int32))  # the same bits (the sign of zeros too)
+        assert torch.equal(torch.from_numpy(flat).long() - torch.arange(n)[:, None] * num, order)
+    x[0, 0] = float("nan")
+    assert sorter(x) is None
+    x[0, 0], x[0, 1], x[1, 0] = 0.0, float("inf"), float("-inf")  # their sum is NaN: torch's sort too (still exact)
+    assert sorter(x) is None
+
+
+def test_the_eager_loop_returns_ordinary_tensors_and_leaves_inference_mode(prior):
+    """The loop runs in inference mode but writes only tensors made outside it: its codes take in-place updates."""
+    n = 3
+    r = _rows(n)
+    start = prior.start_tokens(torch.tensor([0, 1, 2]), n)
+    codes = sample_codes(prior.step, prior.empty_cache(n), start, r["uniform"], r["temperature"], r["top_k"],
+                         r["top_p"], K, prior=prior)  # fmt: skip
+    assert not codes.is_inference() and not torch.is_inference_mode_enabled()
+    codes.add_(0)
+    assert prior_inference.cache_layout(prior.empty_cache(n)) is not None  # the fast path was the one taken

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -221,9 +222,9 @@ class GPTPrior(nn.Module):
         position's keys and values per layer (to write into the cache at ``pos``). Exported as ONNX as is; eager
         inference on ``empty_cache``'s layout takes ``prior_inference.step`` (same logits, cache written in place)."""
         if prior_inference.applies(self):
-            kv = prior_inference.layer_major(cache)
-            if kv is not None:
-                return prior_inference.step(self, tokens, int(pos), kv, cache)
+            phys = prior_inference.cache_layout(cache)
+            if phys is not None:
+                return prior_inference.step(self, tokens, int(pos), phys, cache)
         n = tokens.shape[0]
         pos = pos.reshape([])
         x = self.tok_emb(tokens[:, None]) + self.pos_emb[0].index_select(0, pos.reshape(1))[None]
@@ -275,9 +276,40 @@ def pick(probs: torch.Tensor, order: torch.Tensor, kept: torch.Tensor, uniform: 
     return order.gather(1, slot[:, None])[:, 0]
 
 
+class DescendingSort:
+    """``x.sort(dim=1, descending=True, stable=True)`` of x [N, K] (CPU, float32) for one sampling run: the same
+    values, and each slot's index into x flattened (row * K + code), from a numpy sort ~3x faster than torch's stable
+    sort at [8, 512] (the sort was ~11% of the prior's sampling at batch 8).
+
+    Each entry is one int64 key: the order-preserving bits of -x above its flat index. The keys are distinct, so any
+    sort gives the stable order; numpy sorts them in a buffer made once per shape."""
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, int] | None = None
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray] | None:
+        """(sorted values [N, K], flat indices [N, K] int32), or None when x holds a NaN (torch's order for it)."""
+        a = x.detach().numpy()
+        if a.size >= 1 << 31 or np.isnan(np.add.reduce(a, axis=None)):  # int32 indices; NaN: torch puts NaNs first
+            return None
+        if self.shape != a.shape:
+            n, k = self.shape = a.shape
+            self.flat = np.arange(n * k, dtype=np.int32).reshape(n, k)
+            pairs = np.empty((n, k, 2), np.int32)  # the (low, high) halves of int64 keys on a little-endian CPU
+            self.low, self.high, self.keys = pairs[..., 0], pairs[..., 1], pairs.view(np.int64)[..., 0]
+        neg = np.float32(0.0) - a  # descending in x = ascending in -x; 0 - 0.0 and 0 - (-0.0) are both +0.0: a tie
+        bits = neg.view(np.int32)
+        np.bitwise_xor(bits, (bits >> 31) & 0x7FFFFFFF, out=self.high)  # float order as int order
+        np.copyto(self.low, self.flat)  # ties (equal floats) in index order
+        self.keys.sort(axis=1)
+        return torch.from_numpy(a.ravel().take(self.low)), self.low
+
+
 class Draw:
     """``pick(*filter_sorted(...))`` for one sampling run, the same codes bit for bit: the per-row constants are made
-    once, and a filter that is off for every row (temperature 1, top-k 0) costs nothing per position."""
+    once, and a filter that is off for every row (temperature 1, top-k 0) costs nothing per position. On the CPU the
+    float work that decides the codes' bits (the softmaxes and cumulative sums) stays in torch; the sort, comparisons,
+    counts and lookups, exact in any library, run in numpy (a torch call costs more than the work at [8, 512])."""
 
     def __init__(self, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, num: int) -> None:
         self.num = num
@@ -285,15 +317,42 @@ class Draw:
         k = torch.where(top_k > 0, top_k.clamp(max=num), torch.full_like(top_k, num))
         self.keep_k = None if bool((k >= num).all()) else torch.arange(num, device=top_k.device)[None] < k[:, None]
         self.top_p = top_p.float()[:, None]
+        cpu = top_p.device.type == "cpu" and np.little_endian
+        self.np_top_p = self.top_p.numpy() if cpu else None
+        self.np_keep_k = None if self.keep_k is None or not cpu else self.keep_k.numpy()
+        self.sort = DescendingSort()
 
     def __call__(self, logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
         scaled = logits.float() if self.temperature is None else logits.float() / self.temperature
+        got = self.sort(scaled) if self.np_top_p is not None and scaled.device.type == "cpu" else None
+        if got is None:
+            return self._torch(scaled, uniform)
+        sorted_logits, flat = got
+        keep_k = self.keep_k
+        probs = (sorted_logits if keep_k is None else sorted_logits.masked_fill(~keep_k, float("-inf"))).softmax(1)
+        cdf = probs.cumsum(dim=1)
+        c = cdf.numpy()
+        keep = (c - probs.numpy()) < self.np_top_p  # the mass ahead of each slot has not reached p yet
+        if self.np_keep_k is None and keep.all():  # nothing filtered: the second softmax would repeat the first
+            last = self.num - 1
+        else:
+            if self.np_keep_k is not None:
+                keep &= self.np_keep_k
+            keep[:, 0] = True
+            c = torch.where(torch.from_numpy(keep), sorted_logits, float("-inf")).softmax(dim=1).cumsum(dim=1).numpy()
+            last = np.count_nonzero(keep, axis=1) - 1
+        u = uniform.float().numpy()
+        slot = np.minimum(np.count_nonzero(c <= u[:, None] * c[:, -1:], axis=1), last)  # first cdf above u * total
+        rows = np.arange(c.shape[0])
+        return torch.from_numpy(flat[rows, slot] - rows * c.shape[1]).long()
+
+    def _torch(self, scaled: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
         sorted_logits, order = scaled.sort(dim=1, descending=True, stable=True)
         keep_k = self.keep_k
         probs = (sorted_logits if keep_k is None else sorted_logits.masked_fill(~keep_k, float("-inf"))).softmax(1)
         cdf = probs.cumsum(dim=1)
-        keep = (cdf - probs) < self.top_p  # the mass ahead of each slot has not reached p yet
-        if keep_k is None and bool(keep.all()):  # nothing filtered: the second softmax would repeat the first
+        keep = (cdf - probs) < self.top_p
+        if keep_k is None and bool(keep.all()):
             slot = (cdf <= uniform.to(cdf.dtype)[:, None] * cdf[:, -1:]).sum(dim=1).clamp(max=self.num - 1)
             return order.gather(1, slot[:, None])[:, 0]
         keep = keep if keep_k is None else keep & keep_k
@@ -332,22 +391,26 @@ def sample_codes(
     codes = keep_codes.clone().long()
     kept_any, kept_all = keep_mask.any(dim=0).tolist(), keep_mask.all(dim=0).tolist()
     stop = max((t + 1 for t, kept in enumerate(kept_all) if not kept), default=0)
-    kv = prior_inference.layer_major(cache) if prior is not None and prior_inference.applies(prior) else None
+    kv = prior_inference.cache_layout(cache) if prior is not None and prior_inference.applies(prior) else None
     weights = prior_inference.Layers.of(prior) if kv is not None else None
+    run = prior_inference.Run(weights, kv) if weights is not None else None
     draw = Draw(temperature, top_k, top_p, num_codes)
     layers_, heads, head_dim = cache.shape[1], cache.shape[3], cache.shape[5]
     tokens = start.long()
-    for t in range(stop):
-        if weights is not None:
-            logits = prior_inference.step_logits(weights, tokens, t, kv)
-        else:
-            out = step(tokens, torch.tensor(t, dtype=torch.long), cache)
-            logits = out[:, :num_codes]
-            cache[:, :, :, :, t] = out[:, num_codes:].reshape(n, layers_, 2, heads, head_dim).to(cache.dtype)
-        if not kept_all[t]:
-            chosen = draw(logits, uniform[:, t])
-            codes[:, t] = torch.where(keep_mask[:, t], codes[:, t], chosen) if kept_any[t] else chosen
-        tokens = codes[:, t]
+    # inference mode: ~15% less per call than no_grad at batch 8 (no version counters, no autograd keys); the loop
+    # only writes tensors made outside it (cache, codes), so what it returns is an ordinary tensor
+    with torch.inference_mode():
+        for t in range(stop):
+            if run is not None:
+                logits = prior_inference.step_logits(weights, tokens, t, kv, run)
+            else:
+                out = step(tokens, torch.tensor(t, dtype=torch.long), cache)
+                logits = out[:, :num_codes]
+                cache[:, :, :, :, t] = out[:, num_codes:].reshape(n, layers_, 2, heads, head_dim).to(cache.dtype)
+            if not kept_all[t]:
+                chosen = draw(logits, uniform[:, t])
+                codes[:, t] = torch.where(keep_mask[:, t], codes[:, t], chosen) if kept_any[t] else chosen
+            tokens = codes[:, t]
     return codes
 
 
