@@ -586,16 +586,48 @@ class VectorQuantizer(nn.Module):
             z = linear(z, self.proj_in.weight, self.proj_in.bias)
         return F.normalize(z, dim=1) if self.normalize else z
 
+    def _rows(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z as [..., D] (channels last) and its searched rows [M, lookup_dim or D]."""
+        if z.ndim not in (3, 4):
+            raise ValueError(f"z must be [N, D, H, W] or [N, L, D], got shape {tuple(z.shape)}")
+        zl = z.permute(0, 2, 3, 1) if z.ndim == 4 else z
+        if zl.shape[-1] != self.dim:
+            raise ValueError(f"z has {zl.shape[-1]} channels, the quantizer expects {self.dim}")
+        return zl, self.project_in(zl.reshape(-1, self.dim))
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """forward's ``indices`` alone (int64, z's shape without the channel axis): what encoding to codes needs,
+        without the quantised tensor, the loss and the chosen codes' distances (at batch 1 they cost as much as the
+        search). Off the kernels' devices, l2 codes are searched as the reference does, with the codebook's squared
+        norms kept between calls: |c|^2 - 2 z.c in the same fp32 operations, so the same indices."""
+        from ganserve import kernels
+
+        zl, flat = self._rows(z)
+        if self.normalize or kernels.wants_kernels(flat) or torch.is_grad_enabled():
+            codes = self.codes().detach()
+            indices, _ = kernels.vq_nearest(
+                flat.detach(), codes.to(flat.dtype), metric="cosine" if self.normalize else "l2"
+            )
+        else:
+            cf = self.embedding.weight.to(flat.dtype).float()  # the codebook as the op sees it (fp16 models too)
+            scores = torch.mm(flat.float(), cf.t()).mul_(-2.0)  # -2 z.c: exact doubling, then |c|^2 + that
+            indices = scores.add_(self._squared_norms(cf)).argmin(dim=1)
+        return indices.reshape(zl.shape[:-1])
+
+    def _squared_norms(self, cf: torch.Tensor) -> torch.Tensor:
+        w = self.embedding.weight
+        if _tracing():
+            return cf.square().sum(1)
+        cached = self.__dict__.get("_norms")  # rebuilt when the codebook changes (new tensor or in-place update)
+        if cached is None or cached[0] is not w or cached[1] != w._version or cached[2].dtype != cf.dtype:
+            cached = self.__dict__["_norms"] = (w, w._version, cf.square().sum(1))
+        return cached[2]
+
     def forward(self, z: torch.Tensor) -> VQOutput:
         from ganserve.kernels import vq_nearest
 
-        if z.ndim not in (3, 4):
-            raise ValueError(f"z must be [N, D, H, W] or [N, L, D], got shape {tuple(z.shape)}")
         channels_first = z.ndim == 4
-        zl = z.permute(0, 2, 3, 1) if channels_first else z
-        if zl.shape[-1] != self.dim:
-            raise ValueError(f"z has {zl.shape[-1]} channels, the quantizer expects {self.dim}")
-        flat = self.project_in(zl.reshape(-1, self.dim))
+        zl, flat = self._rows(z)
         codes = self.codes()
         indices, _ = vq_nearest(
             flat.detach(), codes.detach().to(flat.dtype), metric="cosine" if self.normalize else "l2"

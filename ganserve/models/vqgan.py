@@ -29,12 +29,19 @@ from ganserve.models.transformer import GPTPrior, GPTPriorConfig
 MAX_CODEBOOK = 1 << 16
 
 
-def nonlinearity(x: torch.Tensor) -> torch.Tensor:
-    return F.silu(x)  # swish, x * sigmoid(x), as one fused op
-
-
 def norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
+
+
+def _inference() -> bool:
+    """No autograd and no tracing: results may be written in place over fresh intermediates (same values)."""
+    return not torch.is_grad_enabled() and not _tracing()
+
+
+def norm_swish(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """swish(GroupNorm(x)) (swish = x * sigmoid(x), one fused op); at inference the swish overwrites the norm's
+    fresh output (one map less to allocate)."""
+    return F.silu(norm(x), inplace=_inference())
 
 
 # Which 3x3 taps of a convolution over a 2x nearest-upsampled map land on the same source pixel, per output phase:
@@ -106,11 +113,12 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = Conv2d(in_channels, out_channels, 1, 1, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(nonlinearity(self.norm1(x)))
-        h = self.conv2(self.dropout(nonlinearity(self.norm2(h))))
+        h = self.conv1(norm_swish(self.norm1, x))
+        h = norm_swish(self.norm2, h)
+        h = self.conv2(self.dropout(h) if self.training else h)
         if self.in_channels != self.out_channels:
             x = self.nin_shortcut(x)
-        return x + h
+        return h.add_(x) if _inference() else x + h  # h is the convolution's fresh output; x + h == h + x
 
 
 class AttnBlock(nn.Module):
@@ -129,10 +137,11 @@ class AttnBlock(nn.Module):
         q, k, v = self.q(h), self.k(h), self.v(h)
         b, c, hh, ww = q.shape
         q = q.reshape(b, c, hh * ww).permute(0, 2, 1)  # [b, hw, c]
-        w = torch.bmm(q, k.reshape(b, c, hh * ww)) * (int(c) ** -0.5)  # [b, hw(q), hw(k)]
+        w = torch.bmm(q, k.reshape(b, c, hh * ww))  # [b, hw(q), hw(k)]
+        w = w.mul_(int(c) ** -0.5) if _inference() else w * (int(c) ** -0.5)
         w = w.softmax(dim=2)
-        h = torch.bmm(v.reshape(b, c, hh * ww), w.permute(0, 2, 1)).reshape(b, c, hh, ww)
-        return x + self.proj_out(h)
+        h = self.proj_out(torch.bmm(v.reshape(b, c, hh * ww), w.permute(0, 2, 1)).reshape(b, c, hh, ww))
+        return h.add_(x) if _inference() else x + h
 
 
 def _level(**modules: nn.Module) -> nn.Module:
@@ -230,7 +239,7 @@ class Encoder(nn.Module):
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(nonlinearity(self.norm_out(h)))
+        return self.conv_out(norm_swish(self.norm_out, h))
 
 
 class Decoder(nn.Module):
@@ -270,7 +279,7 @@ class Decoder(nn.Module):
                     h = level.attn[j](h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(nonlinearity(self.norm_out(h)))
+        return self.conv_out(norm_swish(self.norm_out, h))
 
 
 class VQGANFirstStage(nn.Module):
@@ -300,8 +309,8 @@ class VQGANFirstStage(nn.Module):
         return self.decoder(self.post_quant_conv(quant))
 
     def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> code indices [N, r, r]."""
-        return self.encode(x).indices
+        """Images -> code indices [N, r, r] (``encode``'s, without the quantised map and loss)."""
+        return self.quantize.nearest(self.quant_conv(self.encoder(x)))
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Code indices [N, r, r] -> images [N, C, R, R] (unclamped)."""
