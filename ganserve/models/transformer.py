@@ -210,8 +210,8 @@ class GPTPrior(nn.Module):
 
     # ---- one step with a KV cache ------------------------------------------------------------------------------------
     def empty_cache(self, n: int) -> torch.Tensor:
-        """Zeros [N, layers, 2, heads, block_size, head_dim], laid out layer-major for the eager step (see
-        ``prior_inference``); any layout of that shape is accepted by ``step``."""
+        """Zeros [N, layers, 2, heads, block_size, head_dim], stored [layers, N, heads, block_size, 2, head_dim] for the
+        eager step (``prior_inference.cache_layout``); any layout of that shape is accepted by ``step``."""
         cfg = self.config
         return prior_inference.empty_cache(n, cfg.n_layer, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head,
                                            self.pos_emb)  # fmt: skip
