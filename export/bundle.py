@@ -201,8 +201,9 @@ def load_exported(path: str | os.PathLike, device: str = "cpu", fmt: str | None 
     }
     constants = load_file(str(folder / CONSTANTS))
     model = get_exporter(manifest["family"]).runtime(manifest, runners, constants, device)
-    model.pad_batch_one = get_format(manifest["format"]).pad_batch_one  # read by ganserve.sampling.render
     model.graph_precision = "fp16" if manifest.get("fp16") else "fp32"
+    pad = get_format(manifest["format"]).pad_batch_one
+    model.pad_batch_one = pad(device, model.graph_precision) if callable(pad) else pad  # read by sampling.render
     model.runtime_info = {"backend": manifest["format"], "graph_precision": model.graph_precision}
     providers = next((r.providers for r in runners.values() if getattr(r, "providers", None)), None)
     if providers:  # onnxruntime: the first provider of the session runs every node it supports

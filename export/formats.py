@@ -54,9 +54,10 @@ class GraphFormat:
     # (path, device, dtype, **options) -> Runner: the saved graph as a callable, tensors in, float32 tensor out
     make_runner: Callable[..., Runner]
     description: str = ""  # one line for --help
-    # Its graphs pick other kernels for a batch of one than for larger batches (torch.export programs go through
-    # PyTorch's dispatch): the sampling core then pads a one-row chunk to two, so an image never depends on the batch.
-    pad_batch_one: bool = False
+    # Its graphs pick other kernels for a batch of one than for larger batches: the sampling core then pads a one-row
+    # chunk to two, so an image never depends on the batch. A callable (device, graph precision) -> bool says where
+    # (pt2 programs run ganserve's fixed kernels on the CPU in fp32, PyTorch's dispatch elsewhere).
+    pad_batch_one: bool | Callable[[str, str], bool] = False
 
     def __call__(self, checkpoint: str | os.PathLike, device: str = "cpu", **options: Any) -> nn.Module:
         """The backend: ``checkpoint`` (an export folder of this format, a model name or a checkpoint path, exported

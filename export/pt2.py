@@ -11,6 +11,7 @@ from ganserve.export.formats import GraphFormat
 from ganserve.export.registry import GraphSpec
 from ganserve.kernels import ops as _kernel_ops  # noqa: F401  (registers ganserve::vq_nearest, held by VQ programs)
 from ganserve.models import invariant_ops  # noqa: F401  (registers the ganserve::invariant_* ops programs hold)
+from ganserve.models.layers import batch_one_is_invariant
 from ganserve.models.layers import invariant_ops as traced_invariant
 
 
@@ -53,5 +54,5 @@ FORMAT = GraphFormat(
     export_graph=export_graph,
     make_runner=_runner,
     description="torch.export programs (.pt2, dynamic batch), run by PyTorch",
-    pad_batch_one=True,
+    pad_batch_one=lambda device, precision: not batch_one_is_invariant(device, precision),
 )

@@ -174,8 +174,9 @@ def render(model: nn.Module, plans: list[Plan], batch_size: int = DEFAULT_BATCH_
 
     Where a batch of one would get other kernels than a larger batch a chunk of one row is padded to two, so an
     image never depends on the batch size: eager models off the CPU or below fp32 (cuDNN / PyTorch's dispatch pick by
-    batch size) and torch.export programs (their convolutions go through that dispatch). Eager fp32 on the CPU
-    (``layers.conv2d`` fixes the kernels) and onnxruntime graphs (measured row-invariant at batch 1) run it as is.
+    batch size) and graphs whose format says so (torch.export programs in the same cases). Eager fp32 on the CPU
+    (``layers.conv2d`` fixes the kernels), pt2 programs there (they hold those layers as ops) and onnxruntime graphs
+    (measured row-invariant at batch 1) run it as is.
     """
     if not plans:
         return []
