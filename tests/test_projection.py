@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from ganserve.images import encode_png
 from ganserve.projection import project
 from ganserve.requests import RequestError
 from ganserve.sampling import plan, sample
-from tests.conftest import ganserve_cmd
+from tests.test_cli import CLI, run
 
 
 @pytest.fixture(autouse=True)
@@ -121,25 +120,22 @@ def test_decompression_bombs_are_refused(tiny):
     assert e.value.field == "project"
 
 
-def test_cli_project_then_sample_the_w(tmp_path, bundled):
-    env = {**os.environ, "GANSERVE_LATENTS": str(tmp_path / "lat")}
+def test_cli_project_then_sample_the_w(tmp_path, bundled, monkeypatch, capsys):
+    """``ganserve project`` then ``ganserve sample --w`` (by file and by id), through the CLI's main in this process
+    (tests/test_cli.py keeps the entry point end to end)."""
+    monkeypatch.setenv("GANSERVE_LATENTS", str(tmp_path / "lat"))
+    cli = CLI(dict(os.environ), capsys)
     img = tmp_path / "t.png"
     Image.fromarray(bundled.sample(seeds=[4]).images[0][:, :, 0]).save(img)
     out = tmp_path / "proj"
-    proc = subprocess.run(ganserve_cmd("project", "--model", "stylegan2-fashion-32", "--image", str(img), "--steps",
-                                       "120", "--out-dir", str(out)), capture_output=True, text=True, env=env,
-                          timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    info = json.loads(proc.stdout)
+    ran = run(cli, "project", "--model", "stylegan2-fashion-32", "--image", str(img), "--steps", "120", "--out-dir",
+              str(out))  # fmt: skip
+    info = json.loads(ran.stdout)
     assert info["psnr_db"] > 20 and info["w"].startswith("w:")
     sampled = tmp_path / "s.npy"
+    recon = np.asarray(Image.open(out / "reconstruction.png"))
     for w in (str(out / "w.npy"), info["w"]):
-        proc = subprocess.run(ganserve_cmd("sample", "--model", "stylegan2-fashion-32", "--w", w, "--out",
-                                           str(sampled), "--force"), capture_output=True, text=True, env=env,
-                              timeout=300)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        recon = np.asarray(Image.open(out / "reconstruction.png"))
+        run(cli, "sample", "--model", "stylegan2-fashion-32", "--w", w, "--out", str(sampled), "--force")
         assert np.array_equal(np.load(sampled)[0][:, :, 0], recon)
-    args = ("project", "--model", "stylegan2-fashion-32", "--image", str(img), "--out-dir", str(out))
-    again = subprocess.run(ganserve_cmd(*args), capture_output=True, text=True, env=env, timeout=300)
+    again = run(cli, "project", "--model", "stylegan2-fashion-32", "--image", str(img), "--out-dir", str(out), ok=False)
     assert again.returncode == 2 and "--force" in again.stderr
