@@ -98,9 +98,6 @@ def warm_export_cache(pairs: list[tuple[str, Path]], workers: int = 2) -> None:
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for done in [pool.submit(cached_export, fmt, str(ckpt)) for fmt, ckpt in pairs]:
             done.result()
-    # A VQ model's pt2 program holds the ganserve::vq_nearest op, which importing ganserve.kernels registers: the
-    # exporting process had it; this one loads the programs, so it needs it too (export/pt2.py does not import it).
-    import ganserve.kernels  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)
