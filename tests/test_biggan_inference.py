@@ -130,10 +130,12 @@ def test_a_channels_last_sn_convolution_follows_its_weight():
         assert not torch.allclose(before, after)
 
 
-def test_the_vq_decoders_subpixel_upsample_matches_upsample_then_convolve():
-    """VQ-GAN's Upsample at inference: four 2x2 convolutions on the source map instead of a 3x3 one on the 2x
-    nearest-upsampled map; the same result up to float rounding, and it follows a changed weight."""
-    from ganserve.models.vqgan import Upsample
+def test_the_vq_decoders_transposed_upsample_matches_upsample_then_convolve():
+    """VQ-GAN's Upsample at inference: one stride-2 transposed convolution with a combined 4x4 filter on the source
+    map instead of a 3x3 one on the 2x nearest-upsampled map; the same result up to float rounding, it follows a
+    changed weight, and in batch-invariant mode every row gets its bits of a batch of one (32 channels, 3 and 7 rows:
+    where oneDNN's batched deconvolution moved rows by an ulp at two threads)."""
+    from ganserve.models.vqgan import Upsample, transposed_upsample_weight
 
     torch.manual_seed(0)
     up = Upsample(8).eval()
@@ -147,11 +149,19 @@ def test_the_vq_decoders_subpixel_upsample_matches_upsample_then_convolve():
         fast = up(x)
         assert fast.shape == (3, 8, 10, 14)
         torch.testing.assert_close(fast, reference(), rtol=1e-5, atol=1e-5)
+        w64 = transposed_upsample_weight(up.conv.weight.double())  # the filter algebra itself, in float64
+        ref64 = F.conv2d(F.interpolate(x.double(), scale_factor=2.0), up.conv.weight.double(), padding=1)
+        torch.testing.assert_close(F.conv_transpose2d(x.double(), w64, stride=2, padding=1), ref64, rtol=1e-12,
+                                   atol=1e-12)  # fmt: skip
         up.conv.weight.add_(torch.randn_like(up.conv.weight))
         torch.testing.assert_close(up(x), reference(), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(up(x), fast)
+        wide = Upsample(32).eval()
+        xs = torch.randn(7, 32, 16, 16)
         with batch_invariant():
-            assert torch.equal(torch.cat([up(x[i : i + 1]) for i in range(3)]), up(x))
+            alone = torch.cat([wide(xs[i : i + 1]) for i in range(7)])
+            assert torch.equal(wide(xs), alone)
+            assert torch.equal(wide(xs[:3]), alone[:3])
     x.requires_grad_(True)  # training: the plain path, so gradients reach the 3x3 weight as it is
     up(x).sum().backward()
     assert up.conv.weight.grad is not None

@@ -472,7 +472,7 @@ torch.save({{"vq": vq.state_dict(), "gpt": gpt.state_dict(), "x": x, "codes": co
     project_yaml(run, 3, n_head=4, vocab=64, block=64, cfg=VQ)
     import_checkpoint(src, tmp_path / "t.safetensors")
     vq_only = lightning_ckpt(ref["vq"], tmp_path / "vq" / "last.ckpt")
-    import_checkpoint(vq_only, tmp_path / "vq.safetensors")
+    import_checkpoint(vq_only, tmp_path / "vq.safetensors", resolution=16)  # a first stage alone: 8x8 codes of 16 px
     for path in (tmp_path / "t.safetensors", tmp_path / "vq.safetensors"):
         ours = ganserve.load(path)
         with torch.no_grad():

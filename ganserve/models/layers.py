@@ -39,6 +39,11 @@ def batch_invariant(enabled: bool = True) -> Iterator[None]:
         _state.batch_invariant = previous
 
 
+def batch_invariant_enabled() -> bool:
+    """Whether this thread is inside ``batch_invariant()``."""
+    return getattr(_state, "batch_invariant", False)
+
+
 @contextlib.contextmanager
 def invariant_ops(enabled: bool = True) -> Iterator[None]:
     """Batch-invariant mode for tracing a program (torch.export): ``linear``, ``conv2d`` and ``conv_transpose2d`` are

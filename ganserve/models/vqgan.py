@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve.models.config import ModelConfig, check_power_of_two
-from ganserve.models.layers import Conv2d, VectorQuantizer, _tracing, batch_invariant, conv2d
+from ganserve.models.layers import Conv2d, VectorQuantizer, _tracing, batch_invariant_enabled
 from ganserve.models.transformer import GPTPrior, GPTPriorConfig
 
 MAX_CODEBOOK = 1 << 16
@@ -44,22 +44,24 @@ def norm_swish(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     return F.silu(norm(x), inplace=_inference())
 
 
-# Which 3x3 taps of a convolution over a 2x nearest-upsampled map land on the same source pixel, per output phase:
-# an even output row reads source rows (i-1, i) with taps (0, 1+2); an odd one rows (i, i+1) with taps (0+1, 2).
-_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+# A 3x3 convolution of a 2x nearest-upsampled map, as a stride-2 transposed convolution (padding 1) of the source
+# map: along each axis, output 2i reads source i-1 with tap 0 and source i with taps 1+2; output 2i+1 reads source i
+# with taps 0+1 and source i+1 with tap 2. A transposed convolution gives output o = 2s + k - 1 the tap k of source s,
+# so its 4 taps per axis are [w2, w1 + w2, w0 + w1, w0].
+_TRANSPOSED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
-def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
-    """A 3x3 filter [O, I, 3, 3] meant for a 2x nearest-upsampled map -> the four 2x2 filters that give the same
-    output phases (row phase a, column phase b) straight from the source map, stacked [(a, b, O), I, 2, 2]."""
-    taps = _PHASE_TAPS.to(weight)
-    return torch.einsum("apk,oikl,bql->aboipq", taps, weight, taps).reshape(-1, weight.shape[1], 2, 2)
+def transposed_upsample_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 filter [O, I, 3, 3] meant for a 2x nearest-upsampled map -> the 4x4 transposed-convolution filter
+    [I, O, 4, 4] (stride 2, padding 1) that gives the same output straight from the source map."""
+    taps = _TRANSPOSED_TAPS.to(weight)
+    return torch.einsum("pk,oikl,ql->iopq", taps, weight, taps).contiguous()
 
 
 class Upsample(nn.Module):
     """Nearest 2x upsampling then a 3x3 convolution. At inference computed without building the upsampled map: one
-    2x2 convolution per output phase on the source (4 x 4 taps instead of 9 taps on a 4x larger map: 2.25x fewer
-    multiply-adds), interleaved. Equal up to float rounding (taps that read the same pixel are summed first)."""
+    stride-2 transposed convolution with the combined 4x4 filter (4 taps per output pixel instead of 9, written
+    interleaved by the kernel). Equal up to float rounding (taps that read the same pixel are summed first)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -68,27 +70,26 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or _tracing() or x.ndim != 4:
             return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        n, c, h, w = x.shape
-        # Rows 0..h-1 of the 2x2 convolution of pad(x, 1) are the even phase's, rows 1..h the odd phase's. Channels-last
-        # and oneDNN's fixed kernel (batch_invariant: also at batch 1, where PyTorch picks its im2col path): oneDNN's
-        # NCHW 2x2 kernel and im2col ran slower than the plain upsample + 3x3 (measured, one thread).
-        xp = F.pad(x, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
-        with batch_invariant():
-            r = conv2d(xp, self._subpixel_weight().to(x.dtype), self.conv.bias.repeat(4).to(x.dtype))
-        r = r.contiguous().reshape(n, 2, 2, c, h + 1, w + 1)
-        out = x.new_empty([n, c, h, 2, w, 2])
-        for a in (0, 1):
-            for b in (0, 1):
-                out[:, :, :, a, :, b] = r[:, a, b, :, a : a + h, b : b + w]
-        return out.reshape(n, c, 2 * h, 2 * w)
+        weight, bias = self._transposed_weight().to(x.dtype), self.conv.bias.to(x.dtype)
+        if not _per_row(x):
+            return F.conv_transpose2d(x, weight, bias, stride=2, padding=1)
+        # oneDNN picks its deconvolution's blocking by batch size and thread count (at 32 channels and two threads,
+        # batches of 3 and 7 moved rows by an ulp): one call per row is batch-invariant by construction, and still
+        # faster than the 3x3 convolution of the upsampled map at 1-32 rows (measured, one thread).
+        rows = [F.conv_transpose2d(x[i : i + 1], weight, bias, stride=2, padding=1) for i in range(x.shape[0])]
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
 
-    def _subpixel_weight(self) -> torch.Tensor:
+    def _transposed_weight(self) -> torch.Tensor:
         w = self.conv.weight
-        cached = self.__dict__.get("_subpixel")  # rebuilt when the weight changes (new tensor or in-place update)
+        cached = self.__dict__.get("_transposed")  # rebuilt when the weight changes (new tensor or in-place update)
         if cached is None or cached[0] is not w or cached[1] != w._version:
-            sub = subpixel_weight(w.detach()).contiguous(memory_format=torch.channels_last)
-            cached = self.__dict__["_subpixel"] = (w, w._version, sub)
+            cached = self.__dict__["_transposed"] = (w, w._version, transposed_upsample_weight(w.detach()))
         return cached[2]
+
+
+def _per_row(x: torch.Tensor) -> bool:
+    """Batch-invariant mode on the CPU: the layers whose kernels move with the batch size run one row at a time."""
+    return x.device.type == "cpu" and batch_invariant_enabled()
 
 
 class Downsample(nn.Module):
