@@ -31,7 +31,7 @@ def batch_invariant(enabled: bool = True) -> Iterator[None]:
     ``conv_transpose2d``): PyTorch's dispatch sends a batch of one (and, single-threaded, 1x1 convolutions below 16
     rows) to another implementation than larger batches.
     """
-    previous = getattr(_state, "batch_invariant", False)
+    previous = batch_invariant_enabled()
     _state.batch_invariant = enabled
     try:
         yield
@@ -53,7 +53,7 @@ def invariant_ops(enabled: bool = True) -> Iterator[None]:
     previous = getattr(_state, "invariant_ops", False)
     _state.invariant_ops = enabled
     try:
-        with batch_invariant(enabled or getattr(_state, "batch_invariant", False)):
+        with batch_invariant(enabled or batch_invariant_enabled()):
             yield
     finally:
         _state.invariant_ops = previous
@@ -67,7 +67,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """F.linear, except in batch-invariant mode: a batched product with one [T, in] x [in, out] product per row
     (T = 1 for 2-D x), whose kernel does not depend on how many rows there are. The weight is expanded, not copied;
     a broadcast multiply and sum would materialise [N, in, out] (measured 55% of BigGAN's forward)."""
-    if not getattr(_state, "batch_invariant", False):
+    if not batch_invariant_enabled():
         return F.linear(x, weight, bias)
     if _as_op():
         return torch.ops.ganserve.invariant_linear(x, weight, bias)
@@ -89,7 +89,7 @@ def _fixed_conv(x: torch.Tensor, weight: torch.Tensor) -> bool:
     row, and single-threaded a 1x1 convolution of fewer than 16 rows, to its im2col + GEMM path and everything else
     to oneDNN; each of the two gives a row the same bits at any batch size (measured 1-64 rows), the two differ."""
     return (
-        getattr(_state, "batch_invariant", False)
+        batch_invariant_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32

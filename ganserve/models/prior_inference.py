@@ -35,7 +35,7 @@ CHUNK = 8  # rows per matrix product in batch-invariant mode
 
 def _invariant(x: torch.Tensor) -> bool:
     """Batch-invariant mode on the CPU in fp32: where the fixed-shape products are used (elsewhere layers.linear)."""
-    return getattr(layers._state, "batch_invariant", False) and x.dtype == torch.float32 and x.device.type == "cpu"
+    return layers.batch_invariant_enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
 
 
 def _mm(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
@@ -51,7 +51,7 @@ def fixed_linear(
     no allocation). In batch-invariant mode on the CPU in fp32 the rows go through products of exactly CHUNK rows
     (zero padded), so a row's result depends neither on the batch nor on the sequence length; several rows per
     product read the weight once for all of them (faster than one product per row)."""
-    if not getattr(layers._state, "batch_invariant", False):
+    if not layers.batch_invariant_enabled():
         return _mm(x, weight_t, bias, out)
     n = x.shape[0]
     if n == CHUNK and _invariant(x):  # one chunk: the 2-D product (the batched one gives each chunk these bits: tested)
@@ -144,7 +144,7 @@ class Run:
 
 def _direct(x: torch.Tensor, n: int) -> bool:
     """Whether the step's products are plain 2-D products (no padding, no chunks) in the current mode."""
-    return not getattr(layers._state, "batch_invariant", False) or (n == CHUNK and _invariant(x))
+    return not layers.batch_invariant_enabled() or (n == CHUNK and _invariant(x))
 
 
 def _ln(x: torch.Tensor, ln: tuple) -> torch.Tensor:

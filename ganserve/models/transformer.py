@@ -195,7 +195,7 @@ class GPTPrior(nn.Module):
         length = tokens.shape[1]
         if length > self.config.block_size:
             raise ValueError(f"{length} tokens exceed the prior's block size {self.config.block_size}")
-        if getattr(layers._state, "batch_invariant", False) and prior_inference.applies(self):
+        if layers.batch_invariant_enabled() and prior_inference.applies(self):
             return prior_inference.forward(self, tokens)  # the KV-cache step's products: the same bits per token
         x = self.drop(self.tok_emb(tokens) + self.pos_emb[:, :length])
         x = self.ln_f(self.blocks(x))
