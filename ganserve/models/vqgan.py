@@ -73,9 +73,10 @@ class Upsample(nn.Module):
         weight, bias = self._transposed_weight().to(x.dtype), self.conv.bias.to(x.dtype)
         if not _per_row(x):
             return F.conv_transpose2d(x, weight, bias, stride=2, padding=1)
-        # oneDNN picks its deconvolution's blocking by batch size and thread count (at 32 channels and two threads,
-        # batches of 3 and 7 moved rows by an ulp): one call per row is batch-invariant by construction, and still
-        # faster than the 3x3 convolution of the upsampled map at 1-32 rows (measured, one thread).
+        # oneDNN picks its 4x4 deconvolution's blocking by batch size and thread count (two threads, 32 channels:
+        # batches of 3 and 7 moved rows by an ulp; four threads: 64 and 256 channels too): one call per row is
+        # batch-invariant by construction, and still faster than the 3x3 convolution of the upsampled map at 1-32
+        # rows (measured, one thread).
         rows = [F.conv_transpose2d(x[i : i + 1], weight, bias, stride=2, padding=1) for i in range(x.shape[0])]
         return rows[0] if len(rows) == 1 else torch.cat(rows)
 
